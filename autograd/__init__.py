@@ -1,0 +1,14 @@
+"""A small reverse-mode automatic differentiation engine over NumPy arrays.
+
+    from autograd import Tensor, no_grad
+    import autograd.functional as F
+    from autograd import nn, optim
+    from autograd.gradcheck import gradcheck, GradcheckError
+"""
+
+from autograd.tensor import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
+from autograd.ops import concatenate, stack, where
+from autograd import functional, gradcheck, nn, optim
+
+__all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "unbroadcast", "concatenate", "stack", "where",
+           "functional", "gradcheck", "nn", "optim"]

@@ -1,0 +1,377 @@
+"""The primitives: one `Function` per operation, forward and backward side by side.
+
+Notation in every docstring: `g` is the upstream gradient dL/dy, and `da`, `db`, `dx` are the gradients
+returned for the inputs `a`, `b`, `x`. Binary ops broadcast like NumPy and send each gradient through
+`unbroadcast`, so it has its input's shape again. A gradient is only computed when
+`ctx.needs_input_grad` says the input wants it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from autograd.tensor import Function, Tensor, unbroadcast
+
+
+class Cast(Function):
+    """y = x as `dtype`.   dx = g cast back to x's dtype."""
+
+    @staticmethod
+    def forward(ctx, x, dtype):
+        ctx.save_for_backward(x.dtype)
+        return x.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (dtype,) = ctx.saved
+        return g.astype(dtype)
+
+
+# ---- elementwise binary ------------------------------------------------------------------------------
+class Add(Function):
+    """y = a + b.   da = g,   db = g."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a.shape, b.shape)
+        return a + b
+
+    @staticmethod
+    def backward(ctx, g):
+        a_shape, b_shape = ctx.saved
+        da = unbroadcast(g, a_shape) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(g, b_shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Sub(Function):
+    """y = a - b.   da = g,   db = -g."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a.shape, b.shape)
+        return a - b
+
+    @staticmethod
+    def backward(ctx, g):
+        a_shape, b_shape = ctx.saved
+        da = unbroadcast(g, a_shape) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(-g, b_shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Mul(Function):
+    """y = a * b.   da = g * b,   db = g * a."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        da = unbroadcast(g * b, a.shape) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(g * a, b.shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Div(Function):
+    """y = a / b.   da = g / b,   db = -g * a / b**2 = -g * y / b."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        y = a / b
+        ctx.save_for_backward(a.shape, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        a_shape, b, y = ctx.saved
+        da = unbroadcast(g / b, a_shape) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(-g * y / b, b.shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class MatMul(Function):
+    """y = a @ b, batched over leading axes like np.matmul.   da = g @ b^T,   db = a^T @ g.
+
+    A 1-D operand is treated as a row (a) or column (b) vector, as NumPy does, and its gradient is
+    reshaped back.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved
+        a2 = a[None, :] if a.ndim == 1 else a  # (K,) -> (1, K)
+        b2 = b[:, None] if b.ndim == 1 else b  # (K,) -> (K, 1)
+        g2 = g.reshape(a2.shape[:-1] + b2.shape[-1:]) if (a.ndim == 1 or b.ndim == 1) else g
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)  # (.., N, M) @ (.., M, K)
+        if ctx.needs_input_grad[1]:
+            db = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)  # (.., K, N) @ (.., N, M)
+        return da, db
+
+
+# ---- elementwise unary -------------------------------------------------------------------------------
+class Neg(Function):
+    """y = -x.   dx = -g."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, g):
+        return -g
+
+
+class Pow(Function):
+    """y = x ** p for a constant p.   dx = g * p * x ** (p - 1)."""
+
+    @staticmethod
+    def forward(ctx, x, exponent):
+        ctx.save_for_backward(x)
+        return x ** np.asarray(exponent, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        p = np.asarray(ctx.options["exponent"], dtype=x.dtype)
+        return g * p * x ** (p - 1)
+
+
+class Exp(Function):
+    """y = exp(x).   dx = g * y."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g * y
+
+
+class Log(Function):
+    """y = log(x).   dx = g / x."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return np.log(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        return g / x
+
+
+class Sqrt(Function):
+    """y = sqrt(x).   dx = g / (2 y)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g / (2 * y)
+
+
+class Tanh(Function):
+    """y = tanh(x).   dx = g * (1 - y**2)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = np.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved
+        return g * (1 - y * y)
+
+
+# ---- reductions --------------------------------------------------------------------------------------
+def _expand_reduced(g, shape, axis, keepdims):
+    """Give a reduced gradient its reduced axes back (size 1), so it broadcasts against the input."""
+    if keepdims:
+        return g
+    if axis is None:
+        return g.reshape((1,) * len(shape))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return np.expand_dims(g, tuple(a % len(shape) for a in axes))
+
+
+class Sum(Function):
+    """y = sum of x over `axis`.   dx = g broadcast back over the summed axes."""
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        ctx.save_for_backward(x.shape)
+        return np.asarray(x.sum(axis=axis, keepdims=keepdims))
+
+    @staticmethod
+    def backward(ctx, g):
+        (shape,) = ctx.saved
+        g = _expand_reduced(g, shape, ctx.options.get("axis"), ctx.options.get("keepdims", False))
+        return np.broadcast_to(g, shape).copy()
+
+
+class Max(Function):
+    """y = max of x over `axis`.   dx = g where x equals the max, else 0.
+
+    Convention: when several elements tie for the maximum the gradient is split evenly between them
+    (the subgradient NumPy-based references such as HIPS autograd use; PyTorch's `amax` does the same).
+    """
+
+    @staticmethod
+    def forward(ctx, x, axis=None, keepdims=False):
+        y = np.asarray(x.max(axis=axis, keepdims=keepdims))
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved
+        axis, keepdims = ctx.options.get("axis"), ctx.options.get("keepdims", False)
+        is_max = x == _expand_reduced(y, x.shape, axis, keepdims)
+        count = is_max.sum(axis=axis, keepdims=True)
+        return is_max * (_expand_reduced(g, x.shape, axis, keepdims) / count)
+
+
+# ---- shapes and indexing -------------------------------------------------------------------------------
+class Reshape(Function):
+    """y = x reshaped.   dx = g reshaped back."""
+
+    @staticmethod
+    def forward(ctx, x, shape):
+        ctx.save_for_backward(x.shape)
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, g):
+        (shape,) = ctx.saved
+        return g.reshape(shape)
+
+
+class Transpose(Function):
+    """y = x with axes permuted by `axes`.   dx = g permuted by the inverse permutation."""
+
+    @staticmethod
+    def forward(ctx, x, axes):
+        return np.transpose(x, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        return np.transpose(g, np.argsort(ctx.options["axes"]))
+
+
+class GetItem(Function):
+    """y = x[index] (slices, integers, integer arrays, masks).   dx = zeros with g scatter-added at index.
+
+    Scatter-add (np.add.at) and not assignment, so an index that appears twice (x[[0, 0]]) receives
+    the sum of both gradients.
+    """
+
+    @staticmethod
+    def forward(ctx, x, index):
+        ctx.save_for_backward(x.shape, x.dtype)
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, g):
+        shape, dtype = ctx.saved
+        dx = np.zeros(shape, dtype=dtype)
+        np.add.at(dx, ctx.options["index"], g)
+        return dx
+
+
+class Concatenate(Function):
+    """y = concatenate(xs, axis).   dx_i = the slice of g that x_i filled."""
+
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        ctx.save_for_backward(np.cumsum([x.shape[axis] for x in xs])[:-1])
+        return np.concatenate(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        (splits,) = ctx.saved
+        parts = np.split(g, splits, axis=ctx.options.get("axis", 0))
+        return tuple(p if need else None for p, need in zip(parts, ctx.needs_input_grad))
+
+
+class Stack(Function):
+    """y = stack(xs, axis).   dx_i = g taken at position i along `axis`."""
+
+    @staticmethod
+    def forward(ctx, *xs, axis=0):
+        return np.stack(xs, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        axis = ctx.options.get("axis", 0)
+        return tuple(np.take(g, i, axis=axis) if need else None for i, need in enumerate(ctx.needs_input_grad))
+
+
+class Where(Function):
+    """y = a where cond else b (cond is a constant boolean array).   da = g * cond,   db = g * ~cond."""
+
+    @staticmethod
+    def forward(ctx, a, b, cond):
+        ctx.save_for_backward(a.shape, b.shape)
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a_shape, b_shape = ctx.saved
+        cond = ctx.options["cond"]
+        da = unbroadcast(np.where(cond, g, 0), a_shape) if ctx.needs_input_grad[0] else None
+        db = unbroadcast(np.where(cond, 0, g), b_shape) if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+# ---- module-level functions ----------------------------------------------------------------------------
+def _as_tensor(x, like=None):
+    if isinstance(x, Tensor):
+        return x
+    x = np.asarray(x)
+    if like is not None and x.dtype != like.dtype and np.issubdtype(like.dtype, np.floating):
+        x = x.astype(like.dtype)
+    return Tensor(x)
+
+
+def concatenate(tensors, axis=0) -> Tensor:
+    """Join tensors along an existing axis (np.concatenate)."""
+    tensors = list(tensors)
+    like = next((t for t in tensors if isinstance(t, Tensor)), None)
+    return Concatenate.apply(*(_as_tensor(t, like) for t in tensors), axis=axis)
+
+
+def stack(tensors, axis=0) -> Tensor:
+    """Join tensors along a new axis (np.stack)."""
+    tensors = list(tensors)
+    like = next((t for t in tensors if isinstance(t, Tensor)), None)
+    return Stack.apply(*(_as_tensor(t, like) for t in tensors), axis=axis)
+
+
+def where(cond, a, b) -> Tensor:
+    """Elementwise `a if cond else b`; `cond` is a boolean array (or Tensor) and gets no gradient."""
+    cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
+    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    return Where.apply(_as_tensor(a, like), _as_tensor(b, like), cond=cond)

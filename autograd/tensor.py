@@ -1,0 +1,349 @@
+"""The core of the engine: `Tensor`, `Function`, `unbroadcast`, `no_grad` and reverse-mode `backward`.
+
+A `Tensor` wraps a NumPy array. Every differentiable operation is a `Function` subclass (see `ops.py`
+and `functional.py`) whose `forward` computes the value on raw arrays and saves what `backward` needs,
+and whose `backward` turns the upstream gradient `g` into one gradient per input. `Function.apply`
+records the call in the graph; `Tensor.backward` walks that graph in reverse topological order.
+
+Convention: gradients of leaf tensors accumulate across `backward` calls (as in PyTorch); call
+`optimizer.zero_grad()` or set `.grad = None` between steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside a `no_grad()` block."""
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block operations build no graph and save no activations (inference mode)."""
+    previous = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = previous
+
+
+def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
+    """Sum `g` over the axes that broadcasting added or stretched, so it gets `shape` back.
+
+    If forward computed `a + b` with `a.shape == (3, 1)` and `b.shape == (4,)`, the output is (3, 4);
+    `a`'s gradient sums over axis 1 (stretched from 1) and `b`'s over axis 0 (added in front).
+    """
+    if g.shape == tuple(shape):
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    if stretched:
+        g = g.sum(axis=stretched, keepdims=True)
+    return g.reshape(shape)
+
+
+class Context:
+    """What one call of a Function remembers between forward and backward."""
+
+    __slots__ = ("needs_input_grad", "saved", "options", "_saving")
+
+    def __init__(self, needs_input_grad: tuple, saving: bool):
+        self.needs_input_grad = needs_input_grad  # one bool per positional input
+        self.saved = ()
+        self.options = {}
+        self._saving = saving
+
+    def save_for_backward(self, *values):
+        # Under no_grad (or when no input needs a gradient) nothing is kept alive.
+        if self._saving:
+            self.saved = values
+
+
+class Function:
+    """One differentiable primitive: `forward(ctx, *arrays, **options)` and `backward(ctx, g)`.
+
+    Positional inputs are Tensors (differentiable); keyword options are plain values (axes, indices,
+    constants). `backward` returns one gradient per positional input, or None where
+    `ctx.needs_input_grad[i]` is False, and never computes a gradient nobody needs.
+    """
+
+    @staticmethod
+    def forward(ctx, *args, **options):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, g):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **options):
+        inputs = tuple(x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs)
+        needs = tuple(x.requires_grad for x in inputs)
+        track = is_grad_enabled() and any(needs)
+        ctx = Context(needs, saving=track)
+        ctx.options = options
+        out = cls.forward(ctx, *(x.data for x in inputs), **options)
+        result = Tensor(out, requires_grad=track)
+        if track:
+            result._node = (cls, ctx, inputs)
+        return result
+
+
+class Tensor:
+    """An `np.ndarray` (`.data`) plus what reverse-mode differentiation needs.
+
+    `Tensor(array)` wraps `array` without copying and without changing its dtype. `.grad` is None until a
+    backward pass reaches this tensor (leaf tensors only). `requires_grad=True` marks a leaf whose gradient
+    is wanted; results of operations require a gradient when any of their inputs does.
+    """
+
+    __array_priority__ = 100  # so `ndarray + Tensor` calls Tensor.__radd__, not NumPy's broadcasting
+
+    def __init__(self, data, requires_grad: bool = False):
+        self.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        if requires_grad and not np.issubdtype(self.data.dtype, np.floating):
+            raise TypeError(f"only floating-point tensors can require gradients, got dtype {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._node = None  # (Function class, Context, input tensors) for results of operations
+
+    # ---- basic properties -------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    @property
+    def T(self):
+        return self.transpose()
+
+    @property
+    def is_leaf(self):
+        return self._node is None
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{grad})"
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        """The same array, cut from the graph."""
+        return Tensor(self.data)
+
+    def astype(self, dtype) -> "Tensor":
+        return ops.Cast.apply(self, dtype=np.dtype(dtype))
+
+    # ---- reverse mode -----------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph: bool = False):
+        """Accumulate d(self)/d(leaf) . grad into `.grad` of every leaf that requires a gradient.
+
+        `grad` defaults to 1 for a single-element tensor. Nodes are visited in reverse topological order
+        found by an iterative depth-first search (no recursion limit); parents are visited in argument
+        order, so the order of accumulation, and hence every bit of the result, is deterministic.
+        Unless `retain_graph`, saved activations are released as soon as they have been used.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (no input required grad, "
+                               "or it was computed under no_grad())")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() needs `grad` for a non-scalar tensor of shape {self.shape}")
+            grad = np.ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else np.asarray(grad, dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"grad has shape {grad.shape}, expected {self.shape}")
+
+        grads = {id(self): grad}
+        for node in reversed(self._topological_order()):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._node is None:  # a leaf: accumulate
+                node.grad = g.copy() if node.grad is None else node.grad + g
+                continue
+            fn, ctx, inputs = node._node
+            if ctx.saved is None:
+                raise RuntimeError("backward through a graph a second time; use backward(retain_graph=True)")
+            input_grads = fn.backward(ctx, g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            if not retain_graph:
+                ctx.saved = None
+            for x, gx in zip(inputs, input_grads):
+                if gx is None or not x.requires_grad:
+                    continue
+                assert gx.shape == x.shape, f"{fn.__name__}.backward: grad {gx.shape} for input {x.shape}"
+                gx = gx.astype(x.dtype, copy=False)
+                grads[id(x)] = gx if id(x) not in grads else grads[id(x)] + gx
+
+    def _topological_order(self):
+        """Every tensor that leads to self and requires grad, each after all of its inputs."""
+        order, expanded = [], set()
+        stack = [(self, False)]
+        while stack:
+            node, inputs_done = stack.pop()
+            if inputs_done:
+                order.append(node)
+                continue
+            if id(node) in expanded:
+                continue
+            expanded.add(id(node))
+            stack.append((node, True))
+            if node._node is not None:
+                for x in reversed(node._node[2]):
+                    if x.requires_grad and id(x) not in expanded:
+                        stack.append((x, False))
+        return order
+
+    # ---- arithmetic (each maps to one Function in ops.py) -------------------------------------------
+    def _lift(self, other) -> "Tensor":
+        """Wrap a Python number or array as a constant Tensor of self's dtype (no silent upcast)."""
+        if isinstance(other, Tensor):
+            return other
+        other = np.asarray(other)
+        if np.issubdtype(self.dtype, np.floating) and other.dtype != self.dtype:
+            other = other.astype(self.dtype)
+        return Tensor(other)
+
+    def __add__(self, other):
+        return ops.Add.apply(self, self._lift(other))
+
+    def __radd__(self, other):
+        return ops.Add.apply(self._lift(other), self)
+
+    def __sub__(self, other):
+        return ops.Sub.apply(self, self._lift(other))
+
+    def __rsub__(self, other):
+        return ops.Sub.apply(self._lift(other), self)
+
+    def __mul__(self, other):
+        return ops.Mul.apply(self, self._lift(other))
+
+    def __rmul__(self, other):
+        return ops.Mul.apply(self._lift(other), self)
+
+    def __truediv__(self, other):
+        return ops.Div.apply(self, self._lift(other))
+
+    def __rtruediv__(self, other):
+        return ops.Div.apply(self._lift(other), self)
+
+    def __matmul__(self, other):
+        return ops.MatMul.apply(self, self._lift(other))
+
+    def __rmatmul__(self, other):
+        return ops.MatMul.apply(self._lift(other), self)
+
+    def __neg__(self):
+        return ops.Neg.apply(self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            # a ** b = exp(b log a), for a > 0
+            return (exponent * self.log()).exp()
+        return ops.Pow.apply(self, exponent=float(exponent))
+
+    def __rpow__(self, base):
+        # c ** x = exp(x log c), for a constant c > 0
+        return (self * float(np.log(base))).exp()
+
+    # Comparisons give plain boolean arrays: they have no gradient.
+    def _raw(self, other):
+        return other.data if isinstance(other, Tensor) else other
+
+    def __lt__(self, other):
+        return self.data < self._raw(other)
+
+    def __le__(self, other):
+        return self.data <= self._raw(other)
+
+    def __gt__(self, other):
+        return self.data > self._raw(other)
+
+    def __ge__(self, other):
+        return self.data >= self._raw(other)
+
+    def __eq__(self, other):
+        return self.data == self._raw(other)
+
+    def __ne__(self, other):
+        return self.data != self._raw(other)
+
+    __hash__ = object.__hash__  # tensors stay usable as dict keys and set members (by identity)
+
+    # ---- reductions, shapes, elementwise --------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        # mean = sum / n, with n the number of elements reduced into each output element
+        total = self.sum(axis=axis, keepdims=keepdims)
+        return total / (self.data.size // max(1, total.data.size))
+
+    def max(self, axis=None, keepdims=False):
+        return ops.Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return ops.Reshape.apply(self, shape=tuple(shape))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return ops.Transpose.apply(self, axes=tuple(axes) if axes else tuple(reversed(range(self.ndim))))
+
+    def swapaxes(self, a, b):
+        axes = list(range(self.ndim))
+        axes[a], axes[b] = axes[b], axes[a]
+        return self.transpose(*axes)
+
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        if isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return ops.GetItem.apply(self, index=index)
+
+    def exp(self):
+        return ops.Exp.apply(self)
+
+    def log(self):
+        return ops.Log.apply(self)
+
+    def sqrt(self):
+        return ops.Sqrt.apply(self)
+
+    def tanh(self):
+        return ops.Tanh.apply(self)
+
+
+from autograd import ops  # noqa: E402  (ops needs Tensor and Function defined above)

@@ -1,0 +1,144 @@
+"""Reading, checking, writing and converting Hugging Face BERT weights, without torch and without pickle.
+
+The one place that maps checkpoint names onto model names: an optional `bert.` prefix is added or
+removed, old TF-era LayerNorm names `gamma` / `beta` become `weight` / `bias`, the `position_ids` buffer
+and pre-training heads (`cls.*`) are ignored, and then every key and every shape is checked: one error
+lists all missing, unexpected and mis-shaped tensors.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from minibert.config import BertConfig
+from minibert.pretrained import resolve_model_dir
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint whose tensors do not fit the model (the message lists every problem)."""
+
+
+def read_safetensors(path) -> dict:
+    """All tensors of a .safetensors file as NumPy arrays; a clear error if the file is damaged."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, ValueError, OSError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+
+
+def _rename(key: str) -> str:
+    # TF-converted checkpoints name LayerNorm parameters gamma / beta.
+    if ".LayerNorm." in key or key.startswith("LayerNorm."):
+        key = key.replace(".gamma", ".weight").replace(".beta", ".bias")
+    return key
+
+
+def _ignorable(key: str) -> bool:
+    """Tensors a checkpoint may carry that are not parameters of these models."""
+    return key.endswith("position_ids") or key.startswith(("cls.", "bert.cls.")) or ".cls." in key
+
+
+def match_checkpoint(model, tensors: dict, optional_prefixes=()) -> dict:
+    """Map checkpoint names to the model's parameter names, checking every key and shape.
+
+    optional_prefixes: model parameters that may be absent from the checkpoint (a new classification head).
+    Returns {model name: array}; raises CheckpointError listing every problem at once.
+    """
+    own = dict(model.named_parameters())
+    mapped, unexpected = {}, []
+    for key, value in tensors.items():
+        name = _rename(key)
+        candidates = (name, "bert." + name, name.removeprefix("bert."))
+        target = next((c for c in candidates if c in own), None)
+        if target is not None:
+            mapped[target] = value
+        elif not (_ignorable(name) or (name.startswith("classifier.") and "classifier.weight" not in own)):
+            unexpected.append(key)
+    missing = [k for k in own if k not in mapped and not k.startswith(tuple(optional_prefixes))
+               and ".adapters." not in k]
+    mis_shaped = [f"{k}: checkpoint {tuple(v.shape)} vs model {own[k].shape}"
+                  for k, v in mapped.items() if tuple(v.shape) != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing ({len(missing)}): " + ", ".join(missing))
+    if unexpected:
+        problems.append(f"unexpected ({len(unexpected)}): " + ", ".join(unexpected))
+    if mis_shaped:
+        problems.append(f"mis-shaped ({len(mis_shaped)}): " + "; ".join(mis_shaped))
+    if problems:
+        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}:\n  " + "\n  ".join(problems))
+    return mapped
+
+
+def load_pretrained(cls, path=None, dtype=np.float32, **kwargs):
+    """Build `cls` from a Hugging Face folder and copy its weights in (see BertModel.from_pretrained)."""
+    folder = resolve_model_dir(path)
+    config = BertConfig.from_json_file(folder / CONFIG_NAME)
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        hint = (f"; {folder} has pytorch_model.bin: convert it with `minibert convert {folder} {folder}`"
+                if (folder / "pytorch_model.bin").is_file() else "")
+        raise FileNotFoundError(f"no {WEIGHTS_NAME} in {folder}{hint}")
+    num_labels, seed = kwargs.get("num_labels"), kwargs.get("seed", 0)
+    if num_labels is not None:
+        config.num_labels = num_labels
+        config.validate()
+    model = cls(config, dtype=dtype, seed=seed)
+    mapped = match_checkpoint(model, read_safetensors(weights), optional_prefixes=("classifier.",))
+    model.load_state_dict(mapped, strict=False)
+    model.eval()
+    return model
+
+
+def save_pretrained(model, directory) -> Path:
+    """Write config.json + model.safetensors that transformers loads; adapter parameters are left out
+    (they are saved on their own by adapters.save_adapter)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    from safetensors.numpy import save_file
+
+    config = model.config.to_dict()
+    config["architectures"] = [type(model).__name__]
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items() if ".adapters." not in k}
+    tmp = directory / (WEIGHTS_NAME + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt"})  # transformers expects format "pt"
+    tmp.replace(directory / WEIGHTS_NAME)  # atomic: a crash never leaves a half-written checkpoint
+    return directory
+
+
+def convert_pytorch_checkpoint(src, dst) -> Path:
+    """Turn pytorch_model.bin into model.safetensors. Needs torch, and only here; never unpickles
+    arbitrary objects (torch.load with weights_only=True). src/dst may be folders or files."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("converting pytorch_model.bin needs torch (only for this step): "
+                          "pip install torch==2.13.0") from None
+    src, dst = Path(src), Path(dst)
+    src_file = src / "pytorch_model.bin" if src.is_dir() else src
+    if not src_file.is_file():
+        raise FileNotFoundError(f"no pytorch_model.bin at {src_file}")
+    if dst.suffix != ".safetensors":
+        dst.mkdir(parents=True, exist_ok=True)
+        if src.is_dir() and (src / CONFIG_NAME).is_file() and src.resolve() != dst.resolve():
+            shutil.copy(src / CONFIG_NAME, dst / CONFIG_NAME)
+        dst = dst / WEIGHTS_NAME
+    state = torch.load(src_file, map_location="cpu", weights_only=True)
+    tensors = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in state.items()}
+    from safetensors.numpy import save_file
+    save_file(tensors, str(dst), metadata={"format": "pt"})
+    return dst
