@@ -110,7 +110,7 @@ class Module:
         return self
 
     # ---- state ---------------------------------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Parameter name -> its array (the arrays themselves, not copies)."""
         return OrderedDict((name, p.data) for name, p in self.named_parameters())
 

@@ -59,7 +59,8 @@ class Optimizer:
         groups, start = [], 0
         for group in self.param_groups:
             n = len(group["params"])
-            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": list(range(start, start + n))})
+            options = {k: v for k, v in group.items() if k != "params"}
+            groups.append({**options, "params": list(range(start, start + n))})
             start += n
         state = {index[pid]: copy.deepcopy(s) for pid, s in self.state.items() if pid in index}
         return {"state": state, "param_groups": groups}

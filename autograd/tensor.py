@@ -155,11 +155,11 @@ class Tensor:
     def item(self):
         return self.data.item()
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         """The same array, cut from the graph."""
         return Tensor(self.data)
 
-    def astype(self, dtype) -> "Tensor":
+    def astype(self, dtype) -> Tensor:
         return ops.Cast.apply(self, dtype=np.dtype(dtype))
 
     # ---- reverse mode -----------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class Tensor:
         return order
 
     # ---- arithmetic (each maps to one Function in ops.py) -------------------------------------------
-    def _lift(self, other) -> "Tensor":
+    def _lift(self, other) -> Tensor:
         """Wrap a Python number or array as a constant Tensor of self's dtype (no silent upcast)."""
         if isinstance(other, Tensor):
             return other

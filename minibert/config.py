@@ -59,7 +59,7 @@ class BertConfig:
         return self.hidden_size // self.num_attention_heads
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BertConfig":
+    def from_dict(cls, d: dict) -> BertConfig:
         """Build from a config.json dict; unknown fields are kept in `extra`, a non-BERT model_type is refused."""
         model_type = d.get("model_type", "bert")
         if model_type != "bert":
@@ -74,7 +74,7 @@ class BertConfig:
         return cls(**kwargs)
 
     @classmethod
-    def from_json_file(cls, path) -> "BertConfig":
+    def from_json_file(cls, path) -> BertConfig:
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))

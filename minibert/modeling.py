@@ -288,7 +288,7 @@ class BertModel(nn.Module):
         )
 
     @classmethod
-    def from_pretrained(cls, path=None, dtype=np.float32) -> "BertModel":
+    def from_pretrained(cls, path=None, dtype=np.float32) -> BertModel:
         """Load a Hugging Face folder (config.json + model.safetensors); None = the embedded all-MiniLM-L6-v2."""
         from minibert.weights import load_pretrained
         return load_pretrained(cls, path, dtype)

@@ -1,0 +1,173 @@
+"""`minibert check`: the paper's three facts, measured on a real pretrained BERT.
+
+1. Parameter count: every adapter module has 2MD + D + M parameters (Houlsby2019 §2.1).
+2. (Near-)identity at init: with W_up = 0 the adapted model equals the base model bit for bit; with the
+   preset's small init the final hidden states move only slightly (Houlsby2019 §2.1: "near-identity").
+3. Gradients reach only what trains: after train_adapter, one backward sets .grad on exactly the
+   parameters the policy trains, and the adapter gradients agree with float64 central differences.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adapters.config import AdapterConfig
+from adapters.model import adapter_summary, add_adapter, remove_adapter, set_active_adapter, train_adapter
+from autograd import no_grad
+
+SENTENCES = ["the movie was a delight from start to finish .",
+             "a tedious , overlong mess with nothing to say .",
+             "Adapters add a few parameters per task and keep the base model frozen."]
+LABELS = [1, 0, 1]
+# Relative change of the final hidden states above which "near-identity" is not what we see.
+NEAR_IDENTITY_LIMIT = 0.05
+
+
+def _relative_change(a, b) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def run_check(model_path=None, preset: str = "houlsby", size: int | None = None, n_fd: int = 6, seed: int = 0,
+              **overrides) -> dict:
+    """Load the model in float64, insert adapters and measure the three facts. Returns a JSON-able report."""
+    from minibert.pretrained import resolve_model_dir
+
+    from minibert import BertForSequenceClassification, Tokenizer
+
+    folder = resolve_model_dir(model_path)
+    if size is not None:
+        overrides["bottleneck_size"] = size
+    config = AdapterConfig.from_preset(preset, **overrides)
+    tok = Tokenizer.from_pretrained(folder)
+    enc = tok(SENTENCES, padding=True, truncation=True, max_length=32)
+    batch = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], token_type_ids=enc["token_type_ids"])
+    model = BertForSequenceClassification.from_pretrained(folder, dtype=np.float64, num_labels=2, seed=seed)
+    model.eval()
+    bert = model.bert
+    report = {"model": {"path": str(folder), "hidden_size": bert.config.hidden_size,
+                        "num_hidden_layers": bert.config.num_hidden_layers,
+                        "base_parameters": bert.num_parameters()},
+              "preset": preset, "config": config.to_dict(), "facts": {}}
+    facts = report["facts"]
+
+    # -- 2. identity at init (measured first, on the frozen base in eval mode) --------------------------------
+    with no_grad():
+        base = bert(**batch).last_hidden_state.data
+        add_adapter(model, "zero_init", AdapterConfig.from_dict({**config.to_dict(), "init": "zeros"}), seed=seed)
+        zero = bert(**batch).last_hidden_state.data
+        remove_adapter(model, "zero_init")
+        add_adapter(model, "check", config, seed=seed)
+        near = bert(**batch).last_hidden_state.data
+    mask = batch["attention_mask"].astype(bool)
+    rel = _relative_change(near[mask], base[mask])
+    facts["identity"] = {
+        "zero_init_bit_identical": bool(np.array_equal(zero, base)),
+        "zero_init_max_abs_diff": float(np.abs(zero - base).max()),
+        "init": config.init, "init_std": config.init_std,
+        "std_init_relative_change": rel, "limit": NEAR_IDENTITY_LIMIT,
+    }
+    facts["identity"]["ok"] = facts["identity"]["zero_init_bit_identical"] and rel < NEAR_IDENTITY_LIMIT
+
+    # -- 1. parameter count ------------------------------------------------------------------------------------
+    summary = adapter_summary(model, "check")
+    facts["parameter_count"] = {
+        "modules": summary["modules"],
+        "expected_modules": bert.config.num_hidden_layers * len(config.sublayers),
+        "adapter_parameters": summary["adapter_parameters"], "layer_norm_parameters": summary["layer_norm_parameters"],
+        "head_parameters": summary["head_parameters"], "pooler_parameters": summary["pooler_parameters"],
+        "trainable_parameters": summary["trainable_parameters"],
+        "base_parameters": summary["base_parameters"], "percent_of_base": summary["percent_of_base"],
+    }
+    facts["parameter_count"]["ok"] = (
+        all(r["formula"] == r["counted"] for r in summary["modules"])
+        and len(summary["modules"]) == facts["parameter_count"]["expected_modules"]
+        and summary["trainable_parameters"] == summary["adapter_parameters"] + summary["layer_norm_parameters"]
+        + summary["head_parameters"] + summary["pooler_parameters"])
+
+    # -- 3. gradients only where they belong ---------------------------------------------------------------------
+    trainable = set(train_adapter(model, "check"))
+    model.eval()  # no dropout, so the finite differences see the same function
+    loss = model(**batch, labels=np.array(LABELS)).loss
+    loss.backward()
+    params = dict(model.named_parameters())
+    with_grad = {k for k, p in params.items() if p.grad is not None}
+    facts["gradients"] = {
+        "loss": float(loss.data), "trainable": len(trainable), "with_grad": len(with_grad),
+        "frozen_without_grad": sum(1 for k in params if k not in trainable and params[k].grad is None),
+        "frozen": len(params) - len(trainable),
+        "with_grad_names": sorted(with_grad), "frozen_with_grad": sorted(with_grad - trainable),
+        "trainable_without_grad": sorted(trainable - with_grad),
+    }
+    facts["gradients"]["ok"] = with_grad == trainable
+
+    # -- 3b. finite differences on a sample of adapter-gradient entries (float64) ---------------------------------
+    rng = np.random.default_rng(seed)
+    adapter_names = [k for k in sorted(trainable) if ".adapters.check." in k]
+    chosen = rng.choice(len(adapter_names), size=min(n_fd, len(adapter_names)), replace=False)
+    picks = [adapter_names[i] for i in chosen]
+    eps, entries = 1e-6, []
+
+    def loss_value():
+        with no_grad():
+            return float(model(**batch, labels=np.array(LABELS)).loss.data)
+
+    for name in picks:
+        p = params[name]
+        idx = tuple(int(rng.integers(n)) for n in p.shape)
+        analytic = float(p.grad[idx])
+        old = p.data[idx]
+        p.data[idx] = old + eps
+        plus = loss_value()
+        p.data[idx] = old - eps
+        minus = loss_value()
+        p.data[idx] = old
+        numeric = (plus - minus) / (2 * eps)
+        ok = abs(analytic - numeric) <= 1e-5 + 1e-3 * abs(numeric)  # gradcheck's atol / rtol
+        entries.append({"parameter": name, "index": list(idx), "analytic": analytic, "numeric": numeric, "ok": ok})
+    facts["finite_differences"] = {"eps": eps, "atol": 1e-5, "rtol": 1e-3, "entries": entries,
+                                   "ok": bool(entries) and all(e["ok"] for e in entries)}
+    set_active_adapter(model, "check")
+    report["ok"] = all(f["ok"] for f in facts.values())
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a readable text table."""
+    f = report["facts"]
+    pc, ident, grads, fd = f["parameter_count"], f["identity"], f["gradients"], f["finite_differences"]
+    mark = {True: "PASS", False: "FAIL"}
+    m = report["model"]
+    lines = [f"model: {m['path']}  (D={m['hidden_size']}, L={m['num_hidden_layers']}, "
+             f"{m['base_parameters']:,} base parameters)",
+             f"adapter preset: {report['preset']}  "
+             + ", ".join(f"{k}={v}" for k, v in report["config"].items()), "",
+             f"[{mark[pc['ok']]}] 1. parameter count: 2MD + D + M per module"]
+    lines.append(f"    {'module':<58} {'D':>5} {'M':>5} {'2MD+D+M':>9} {'counted':>9}")
+    for r in pc["modules"]:
+        lines.append(f"    {r['module']:<58} {r['D']:>5} {r['M']:>5} {r['formula']:>9,} {r['counted']:>9,}")
+    lines += [f"    {len(pc['modules'])} modules (expected {pc['expected_modules']}), "
+              f"adapters {pc['adapter_parameters']:,}"
+              f" + LayerNorms {pc['layer_norm_parameters']:,} + head {pc['head_parameters']:,}"
+              f" + pooler {pc['pooler_parameters']:,} = {pc['trainable_parameters']:,} trainable"
+              f" = {pc['percent_of_base']:.2f}% of {pc['base_parameters']:,}", "",
+              f"[{mark[ident['ok']]}] 2. identity at init",
+              f"    W_up = 0: outputs bit-identical to the base model: {ident['zero_init_bit_identical']} "
+              f"(max |diff| {ident['zero_init_max_abs_diff']:.3g})",
+              f"    {ident['init']} std {ident['init_std']:g}: relative change of final hidden states "
+              f"{ident['std_init_relative_change']:.3e} (limit {ident['limit']})", "",
+              f"[{mark[grads['ok']]}] 3. gradients only where the policy trains (one backward, loss "
+              f"{grads['loss']:.4f})",
+              f"    {grads['with_grad']} parameters with .grad = the {grads['trainable']} trainable; "
+              f"{grads['frozen_without_grad']} of {grads['frozen']} frozen have .grad None"]
+    for name in grads["with_grad_names"]:
+        lines.append(f"      grad: {name}")
+    for name in grads["frozen_with_grad"]:
+        lines.append(f"      FROZEN BUT HAS GRAD: {name}")
+    for name in grads["trainable_without_grad"]:
+        lines.append(f"      TRAINABLE WITHOUT GRAD: {name}")
+    lines += ["", f"[{mark[fd['ok']]}] 3b. float64 central differences (eps {fd['eps']:g}) on adapter gradients"]
+    for e in fd["entries"]:
+        lines.append(f"    {e['parameter']}{e['index']}: analytic {e['analytic']:+.8e} numeric {e['numeric']:+.8e}"
+                     f"  {mark[e['ok']]}")
+    lines += ["", "ALL FACTS HOLD" if report["ok"] else "SOME FACT FAILED"]
+    return "\n".join(lines)

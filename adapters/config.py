@@ -1,0 +1,135 @@
+"""`AdapterConfig` and the named presets: the original code, the paper, AdapterHub, and the paper's ablations.
+
+Each preset reproduces one column of this table (DESIGN.md) by name:
+
+| thing         | "houlsby" (google-research/adapter-bert) | "houlsby-paper" (Houlsby2019) | "adapterhub-houlsby" |
+|---------------|------------------------------------------|-------------------------------|----------------------|
+| non-linearity | GELU, tanh form                          | same as the code              | swish                |
+| init          | truncated normal std 1e-3, zero biases   | std 1e-2 (§3.6: robust < 1e-2) | N(0, 0.02) ("bert")  |
+| trained       | adapters + every LayerNorm + head        | same                          | adapters + head      |
+| size          | m = 64                                   | m = 64 (of {8, 64, 256})      | reduction factor 16  |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+NON_LINEARITIES = ("gelu_tanh", "gelu", "relu", "swish", "tanh")
+INITS = ("truncated_normal", "normal", "zeros")
+PLACEMENTS = ("both", "attention", "ffn")
+
+
+@dataclass
+class AdapterConfig:
+    """How one adapter is shaped, placed, initialised and trained.
+
+    Math (Houlsby2019 §2.1, Fig. 2):  A(h) = h + W_up f(W_down h + b_down) + b_up,
+    W_down (M, D), W_up (D, M): 2MD + D + M parameters per module.
+    """
+
+    bottleneck_size: int | None = 64        # M; None -> hidden_size / reduction_factor
+    reduction_factor: float | None = None   # D / M, AdapterHub's way to give the size
+    non_linearity: str = "gelu_tanh"        # f: "gelu_tanh" (adapter-bert), "gelu", "relu", "swish", "tanh"
+    init: str = "truncated_normal"          # "truncated_normal" (cut at 2 std), "normal", "zeros" (W_up = 0)
+    init_std: float = 1e-3                  # std of the weight init (biases start at zero)
+    placement: str = "both"                 # "both" (Houlsby), "attention" or "ffn" sub-layer only
+    parallel: bool = False                  # False: A(a) on the sub-layer output a; True: a + A'(x), x its input
+    layer_norm: bool = False                # a LayerNorm on the adapter's input, inside the adapter (ablation)
+    train_layer_norms: bool = True          # training policy: the base model's LayerNorms train too
+    train_head: bool = True                 # the classification head trains (when the model has one)
+    train_pooler: bool = False              # the pooler trains (adapter-bert keeps it frozen)
+
+    def __post_init__(self):
+        problems = []
+        if self.bottleneck_size is None and self.reduction_factor is None:
+            problems.append("give bottleneck_size or reduction_factor")
+        size = self.bottleneck_size
+        if size is not None and (not isinstance(size, int) or size <= 0):
+            problems.append(f"bottleneck_size must be a positive integer, got {self.bottleneck_size!r}")
+        if self.reduction_factor is not None and not self.reduction_factor > 0:
+            problems.append(f"reduction_factor must be positive, got {self.reduction_factor!r}")
+        if self.non_linearity not in NON_LINEARITIES:
+            problems.append(f"non_linearity {self.non_linearity!r} is not one of {NON_LINEARITIES}")
+        if self.init not in INITS:
+            problems.append(f"init {self.init!r} is not one of {INITS}")
+        if not self.init_std >= 0:
+            problems.append(f"init_std must be >= 0, got {self.init_std!r}")
+        if self.placement not in PLACEMENTS:
+            problems.append(f"placement {self.placement!r} is not one of {PLACEMENTS}")
+        if problems:
+            raise ValueError("invalid AdapterConfig: " + "; ".join(problems))
+
+    def size_for(self, hidden_size: int) -> int:
+        """M for a model of width D: bottleneck_size if given, else D / reduction_factor (at least 1)."""
+        if self.bottleneck_size is not None:
+            return self.bottleneck_size
+        return max(1, int(hidden_size // self.reduction_factor))
+
+    @property
+    def sublayers(self) -> tuple:
+        return {"both": ("attention", "ffn"), "attention": ("attention",), "ffn": ("ffn",)}[self.placement]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AdapterConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown AdapterConfig field(s): {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> AdapterConfig:
+        """A named preset (see PRESETS), with any field overridden: from_preset("houlsby", bottleneck_size=8)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown adapter preset {name!r}; choose one of {', '.join(PRESETS)}")
+        fields = {**PRESETS[name]["fields"], **overrides}
+        if "reduction_factor" in overrides and "bottleneck_size" not in overrides:
+            fields["bottleneck_size"] = None
+        return cls(**fields)
+
+
+_HOULSBY = dict(bottleneck_size=64, non_linearity="gelu_tanh", init="truncated_normal", init_std=1e-3,
+                placement="both", parallel=False, layer_norm=False, train_layer_norms=True, train_head=True,
+                train_pooler=False)
+
+PRESETS = {
+    "houlsby": {
+        "doc": "The original code (google-research/adapter-bert modeling.py, feedforward_adapter): GELU (tanh form), "
+               "truncated normal std 1e-3, zero biases, m=64, after attention and FFN, trains adapters + every "
+               "LayerNorm + head; pooler frozen.",
+        "fields": _HOULSBY,
+    },
+    "houlsby-paper": {
+        "doc": "Houlsby2019 §3.6: as 'houlsby' but init std 1e-2, the largest std the paper found robust.",
+        "fields": {**_HOULSBY, "init_std": 1e-2},
+    },
+    "adapterhub-houlsby": {
+        "doc": "AdapterHub DoubleSeqBnConfig ('houlsby'): swish, reduction factor 16, N(0, 0.02) weights and zero "
+               "biases ('bert' init), trains adapters + head only (LayerNorms frozen).",
+        "fields": {**_HOULSBY, "bottleneck_size": None, "reduction_factor": 16, "non_linearity": "swish",
+                   "init": "normal", "init_std": 0.02, "train_layer_norms": False},
+    },
+    "pfeiffer": {
+        "doc": "Pfeiffer et al. 2021 placement: one adapter per layer, after the FFN only; reduction factor 16, "
+               "ReLU. Deviation: AdapterHub's SeqBnConfig also re-applies the original LayerNorm before the "
+               "adapter; here the adapter sits where Houlsby's FFN adapter sits.",
+        "fields": {**_HOULSBY, "bottleneck_size": None, "reduction_factor": 16, "non_linearity": "relu",
+                   "placement": "ffn", "init": "normal", "init_std": 0.02, "train_layer_norms": False},
+    },
+    "houlsby-attention-only": {"doc": "Ablation: adapters only after the attention sub-layer.",
+                               "fields": {**_HOULSBY, "placement": "attention"}},
+    "houlsby-ffn-only": {"doc": "Ablation: adapters only after the feed-forward sub-layer.",
+                         "fields": {**_HOULSBY, "placement": "ffn"}},
+    "houlsby-parallel": {"doc": "Ablation: parallel placement, a + A'(x) with the adapter fed the sub-layer input "
+                                "(He et al. 2022).", "fields": {**_HOULSBY, "parallel": True}},
+    "houlsby-layernorm": {"doc": "Ablation: a LayerNorm on the adapter input, inside the adapter.",
+                          "fields": {**_HOULSBY, "layer_norm": True}},
+    "houlsby-relu": {"doc": "Ablation: ReLU non-linearity.", "fields": {**_HOULSBY, "non_linearity": "relu"}},
+    "houlsby-tanh": {"doc": "Ablation: tanh non-linearity.", "fields": {**_HOULSBY, "non_linearity": "tanh"}},
+    "houlsby-zero-init": {"doc": "Exact identity at init: W_up and b_up start at zero (W_down still random, so "
+                                 "W_up gets a gradient).", "fields": {**_HOULSBY, "init": "zeros"}},
+}
