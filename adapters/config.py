@@ -45,7 +45,7 @@ class AdapterConfig:
         if self.bottleneck_size is None and self.reduction_factor is None:
             problems.append("give bottleneck_size or reduction_factor")
         size = self.bottleneck_size
-        if size is not None and (not isinstance(size, int) or size <= 0):
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
             problems.append(f"bottleneck_size must be a positive integer, got {self.bottleneck_size!r}")
         if self.reduction_factor is not None and not self.reduction_factor > 0:
             problems.append(f"reduction_factor must be positive, got {self.reduction_factor!r}")
@@ -89,7 +89,7 @@ class AdapterConfig:
         fields = {**PRESETS[name]["fields"], **overrides}
         if "reduction_factor" in overrides and "bottleneck_size" not in overrides:
             fields["bottleneck_size"] = None
-        return cls(**fields)
+        return cls.from_dict(fields)  # an unknown override is a ValueError naming it, as in from_dict
 
 
 _HOULSBY = dict(bottleneck_size=64, non_linearity="gelu_tanh", init="truncated_normal", init_std=1e-3,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from adapters.config import AdapterConfig
-from adapters.model import _config, add_adapter, base_model, policy_trains, set_active_adapter
+from adapters.model import _config, add_adapter, base_model, policy_trains, remove_adapter, set_active_adapter
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
@@ -73,21 +73,30 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
     tensors = read_safetensors(directory / WEIGHTS_NAME)
     if name != meta["name"]:
         tensors = {k.replace(f".adapters.{meta['name']}.", f".adapters.{name}."): v for k, v in tensors.items()}
-    if name not in getattr(model, "adapter_configs", {}):
+    added = name not in getattr(model, "adapter_configs", {})
+    if added:
         add_adapter(model, name, AdapterConfig.from_dict(meta["config"]), set_active=False)
-    _copy_checked(model, tensors, f"adapter {name!r} from {directory}")
+    _copy_checked(model, tensors, f"adapter {name!r} from {directory}", name, remove_on_error=added)
     if set_active:
         set_active_adapter(model, name)
     return name
 
 
-def _copy_checked(model, tensors: dict, what: str):
+def _copy_checked(model, tensors: dict, what: str, name: str, remove_on_error: bool = False):
+    """Copy `tensors` into the model after checking them all; every parameter of adapter `name` must be there.
+
+    On a mismatch nothing is copied, and with remove_on_error the (just added) adapter is removed again.
+    """
     own = dict(model.named_parameters())
     unexpected = [k for k in tensors if k not in own]
+    missing = [k for k in own if f".adapters.{name}." in k and k not in tensors]  # would stay randomly initialised
     mis_shaped = [f"{k}: file {v.shape} vs model {own[k].shape}" for k, v in tensors.items()
                   if k in own and v.shape != own[k].shape]
-    if unexpected or mis_shaped:
-        raise KeyError(f"{what} does not fit the model: unexpected {unexpected}; mis-shaped {mis_shaped}")
+    if unexpected or missing or mis_shaped:
+        if remove_on_error:
+            remove_adapter(model, name)
+        raise KeyError(f"{what} does not fit the model: unexpected {unexpected}; missing {missing}; "
+                       f"mis-shaped {mis_shaped}")
     for k, v in tensors.items():
         own[k].data = np.array(v, dtype=own[k].dtype)
 
@@ -104,11 +113,13 @@ _HUB_NON_LINEARITY = {"swish": "swish", "silu": "swish", "relu": "relu", "tanh":
                       "gelu_new": "gelu_tanh", "gelu_orig": "gelu"}
 
 
-def config_from_adapterhub(hub: dict, hidden_size: int) -> AdapterConfig:
+def config_from_adapterhub(hub: dict, hidden_size: int, bottleneck_size: int | None = None) -> AdapterConfig:
     """Translate an AdapterHub bottleneck config dict (adapter_config.json's "config") into ours.
 
     Only the Houlsby form is accepted: sequential adapters after dense + dropout, residual taken before
     the original LayerNorm, which is applied after (original_ln_before False, original_ln_after True).
+    bottleneck_size: M read from the weights; when given it wins over D // reduction_factor (which
+    rounds down a float ratio such as 20 / 3 to the wrong M).
     """
     def get(key, default=None):
         return hub.get(key, default)
@@ -131,7 +142,9 @@ def config_from_adapterhub(hub: dict, hidden_size: int) -> AdapterConfig:
         raise ValueError("AdapterHub config is not a Houlsby adapter this reference reproduces: " + "; ".join(problems))
     mh, out = get("mh_adapter", True), get("output_adapter", True)
     placement = "both" if mh and out else "attention" if mh else "ffn"
-    return AdapterConfig(bottleneck_size=int(hidden_size // float(get("reduction_factor", 16))),
+    if bottleneck_size is None:
+        bottleneck_size = int(hidden_size // float(get("reduction_factor", 16)))
+    return AdapterConfig(bottleneck_size=bottleneck_size,
                          non_linearity=_HUB_NON_LINEARITY[act], init="normal", init_std=0.02, placement=placement,
                          train_layer_norms=False, train_head=True)
 
@@ -172,20 +185,26 @@ def load_adapterhub(model, source, name: str, hub_name: str | None = None, confi
     hub_name = hub_name or (names[0] if len(names) == 1 else None)
     if hub_name not in names:
         raise KeyError(f"choose hub_name among the adapters in the weights: {names}")
-    if config is None:
-        config = config_from_adapterhub(hub_config or {}, bert.config.hidden_size)
     prefix = "bert." if getattr(model, "bert", None) is not None else ""
     ours = {}
     for key, m in matches.items():
         if m.group(2) == hub_name:
             part = "down" if m.group(3).startswith("adapter_down") else "up"
             ours[f"{prefix}{m.group(1)}.adapters.{name}.{part}.{m.group(4)}"] = tensors[key]
-    if name not in getattr(model, "adapter_configs", {}):
-        ups = [v for k, v in ours.items() if k.endswith(".down.weight")]
-        if ups and config.bottleneck_size is None:
-            config.bottleneck_size = ups[0].shape[0]
+    downs = [v for k, v in ours.items() if k.endswith(".down.weight")]  # (M, D): the weights say what M is
+    if config is None:
+        # Without a config file (a state dict), the weights also say which sub-layers have adapters.
+        slots = [m.group(1) for m in matches.values() if m.group(2) == hub_name]
+        present = {"mh_adapter": any(s.endswith(".attention.output") for s in slots),
+                   "output_adapter": any(not s.endswith(".attention.output") for s in slots)}
+        config = config_from_adapterhub({**present, **(hub_config or {})}, bert.config.hidden_size,
+                                        int(downs[0].shape[0]) if downs else None)
+    added = name not in getattr(model, "adapter_configs", {})
+    if added:
+        if downs and config.bottleneck_size is None:
+            config.bottleneck_size = int(downs[0].shape[0])
         add_adapter(model, name, config, set_active=False)
-    _copy_checked(model, ours, f"AdapterHub adapter {hub_name!r}")
+    _copy_checked(model, ours, f"AdapterHub adapter {hub_name!r}", name, remove_on_error=added)
     if set_active:
         set_active_adapter(model, name)
     return name
@@ -214,8 +233,12 @@ def export_adapterhub(model, name: str, directory=None, hub_name: str | None = N
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         d = base_model(model).config.hidden_size
+        m = config.size_for(d)
+        reduction_factor = d / m
+        while int(d // reduction_factor) < m:  # AdapterHub takes M = int(D // reduction_factor): 20 // (20 / 3) = 2
+            reduction_factor = float(np.nextafter(reduction_factor, 0.0))
         hub_config = {"architecture": "bottleneck", "mh_adapter": "attention" in config.sublayers,
-                      "output_adapter": "ffn" in config.sublayers, "reduction_factor": d / config.size_for(d),
+                      "output_adapter": "ffn" in config.sublayers, "reduction_factor": reduction_factor,
                       "non_linearity": act[config.non_linearity], "original_ln_before": False,
                       "original_ln_after": True, "residual_before_ln": True, "scaling": 1.0, "is_parallel": False,
                       "ln_before": False, "ln_after": False}

@@ -54,9 +54,9 @@ def add_adapter(model, name: str, config="houlsby", seed: int | None = 0, set_ac
     config = AdapterConfig.from_preset(config) if isinstance(config, str) else config
     if not isinstance(config, AdapterConfig):
         raise TypeError(f"config must be an AdapterConfig or a preset name, got {type(config).__name__}")
+    bert = base_model(model)  # a TypeError for a non-model before anything is attached to it
     if name in _registry(model):
         raise ValueError(f"an adapter named {name!r} already exists; remove_adapter(model, {name!r}) first")
-    bert = base_model(model)
     d, eps = bert.config.hidden_size, bert.config.layer_norm_eps
     m = config.size_for(d)
     rng = np.random.default_rng(seed)
@@ -139,7 +139,8 @@ def adapter_summary(model, name: str | None = None) -> dict:
 
     Returns a dict: per-module rows (module, D, M, formula 2MD + D + M (+2D with an inner LayerNorm),
     counted), the adapter total, what the policy adds (LayerNorms 2D each, head), the trainable total,
-    the base model's size (without adapters) and the trainable share of it in percent.
+    the base model's size (the BertModel, without adapters or a task head) and the trainable share of it in
+    percent.
     """
     name = name if name is not None else active_adapter(model)
     if name is None:
@@ -154,7 +155,8 @@ def adapter_summary(model, name: str | None = None) -> dict:
             rows.append({"module": f"{prefix}.adapters.{name}", "sublayer": kind, "D": d, "M": m,
                          "formula": formula, "counted": a.num_parameters()})
     params = dict(model.named_parameters())
-    base_total = sum(p.size for k, p in params.items() if ".adapters." not in k)
+    # the pretrained BertModel without adapters; a task head is not part of the base (as check.py counts it)
+    base_total = sum(p.size for k, p in base_model(model).named_parameters() if ".adapters." not in k)
     layer_norm = sum(p.size for k, p in params.items() if ".adapters." not in k and is_layer_norm(k)
                      and config.train_layer_norms)
     head = sum(p.size for k, p in params.items() if k.startswith("classifier.") and config.train_head)

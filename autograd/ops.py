@@ -110,7 +110,10 @@ class MatMul(Function):
         a, b = ctx.saved
         a2 = a[None, :] if a.ndim == 1 else a  # (K,) -> (1, K)
         b2 = b[:, None] if b.ndim == 1 else b  # (K,) -> (K, 1)
-        g2 = g.reshape(a2.shape[:-1] + b2.shape[-1:]) if (a.ndim == 1 or b.ndim == 1) else g
+        # g gets back the axis NumPy dropped for each 1-D operand (a reshape to a2.shape[:-1] + ... would
+        # drop the batch axes when a is 1-D and b is batched).
+        g2 = g[..., None] if b.ndim == 1 else g  # (..., N) -> (..., N, 1)
+        g2 = g2[..., None, :] if a.ndim == 1 else g2  # (..., M) -> (..., 1, M)
         da = db = None
         if ctx.needs_input_grad[0]:
             da = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)  # (.., N, M) @ (.., M, K)
@@ -278,7 +281,7 @@ class Transpose(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return np.transpose(g, np.argsort(ctx.options["axes"]))
+        return np.transpose(g, np.argsort([a % g.ndim for a in ctx.options["axes"]]))  # negative axes too
 
 
 class GetItem(Function):

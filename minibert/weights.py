@@ -137,7 +137,11 @@ def convert_pytorch_checkpoint(src, dst) -> Path:
         if src.is_dir() and (src / CONFIG_NAME).is_file() and src.resolve() != dst.resolve():
             shutil.copy(src / CONFIG_NAME, dst / CONFIG_NAME)
         dst = dst / WEIGHTS_NAME
-    state = torch.load(src_file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(src_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle.UnpicklingError for anything but tensors and plain containers
+        raise ValueError(f"{src_file} is not a plain tensor checkpoint; refusing to unpickle it "
+                         f"(weights_only=True): {e}") from None
     tensors = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in state.items()}
     from safetensors.numpy import save_file
     save_file(tensors, str(dst), metadata={"format": "pt"})

@@ -1,0 +1,163 @@
+"""Shared pieces for the adapter tests: float64 tiny models, snapshots, Hypothesis shapes and NumPy oracles.
+
+The NumPy functions here are written from the formulas (Houlsby2019 §2.1, Fig. 2; Vaswani2017 Eq. 1),
+not from the autograd code, so a test comparing the two compares independent computations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import tiny_config, tiny_inputs
+from hypothesis import strategies as st
+from scipy.special import erf
+
+from autograd import Tensor, no_grad
+from minibert import BertForSequenceClassification, BertModel
+
+F64 = np.float64
+
+
+def build(cls=BertModel, seed=0, **config):
+    """A float64 tiny model (eval mode) of class `cls` with tiny_config(**config)."""
+    return cls(tiny_config(**config), dtype=F64, seed=seed).eval()
+
+
+def run(model, inputs=None):
+    """(last_hidden_state, pooler_output) arrays of a forward pass (of `model.bert` for a head model)."""
+    ids, mask, types = inputs if inputs is not None else tiny_inputs()
+    bert = getattr(model, "bert", model)
+    with no_grad():
+        out = bert(ids, mask, types)
+    return out.last_hidden_state.data.copy(), out.pooler_output.data.copy()
+
+
+def logits(model, inputs=None):
+    ids, mask, types = inputs if inputs is not None else tiny_inputs()
+    with no_grad():
+        return model(ids, mask, types).logits.data.copy()
+
+
+def snapshot(model) -> dict:
+    """{parameter name: copy of its array}."""
+    return {k: p.data.copy() for k, p in model.named_parameters()}
+
+
+def assert_same_arrays(a: dict, b: dict, keys=None):
+    keys = sorted(a) if keys is None else sorted(keys)
+    for k in keys:
+        assert a[k].dtype == b[k].dtype, k
+        assert np.array_equal(a[k], b[k]), f"{k} differs"
+
+
+def randomise_biases(model, name, scale, seed=7):
+    """Give adapter `name`'s zero-initialised biases random values, so a test also checks where they enter."""
+    rng = np.random.default_rng(seed)
+    for k, p in model.named_parameters():
+        if f".adapters.{name}." in k and k.endswith(".bias") and ".layer_norm." not in k:
+            p.data = rng.normal(0.0, scale, p.shape).astype(p.dtype)
+
+
+def loss_backward(model, labels=(0, 2), inputs=None):
+    """Cross-entropy of a BertForSequenceClassification, one backward pass; returns the loss value."""
+    ids, mask, types = inputs if inputs is not None else tiny_inputs()
+    out = model(ids, mask, types, labels=np.asarray(labels))
+    out.loss.backward()
+    return float(out.loss.data)
+
+
+# ---- Hypothesis: random widths, bottlenecks, depths, heads, placements ----------------------------------------
+@st.composite
+def model_shapes(draw):
+    """A BertConfig override dict with D = H * Dh (H heads, Dh head dim) and L layers, plus M."""
+    heads = draw(st.integers(1, 4))
+    head_dim = draw(st.integers(1, 5))
+    return dict(hidden_size=heads * head_dim, num_attention_heads=heads, num_hidden_layers=draw(st.integers(1, 3)),
+                intermediate_size=draw(st.integers(3, 23))), draw(st.integers(1, 9))
+
+
+placements = st.sampled_from(("both", "attention", "ffn"))
+non_linearities = st.sampled_from(("gelu_tanh", "gelu", "relu", "swish", "tanh"))
+model_classes = st.sampled_from((BertModel, BertForSequenceClassification))
+
+
+# ---- NumPy oracles --------------------------------------------------------------------------------------------
+NP_ACT = {
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))),
+    "gelu": lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "swish": lambda x: x / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+}
+
+
+def np_linear(x, lin):
+    """x @ W^T + b with W (out, in), from a minibert / autograd Linear's arrays."""
+    return x @ lin.weight.data.T + lin.bias.data
+
+
+def np_layer_norm(x, ln, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * ln.weight.data + ln.bias.data
+
+
+def np_adapter(adapter, a, x, eps=1e-12):
+    """Houlsby: a + W_up f(W_down h + b_down) + b_up with h = a (sequential) or x (parallel), optional inner LN."""
+    h = x if adapter.parallel else a
+    if adapter.layer_norm is not None:
+        h = np_layer_norm(h, adapter.layer_norm, eps)
+    return a + np_linear(NP_ACT[adapter.non_linearity](np_linear(h, adapter.down)), adapter.up)
+
+
+def np_attention(x, attn, additive_mask):
+    """softmax(Q K^T / sqrt(Dh) + mask) V per head, heads concatenated: (B, T, D) -> (B, T, D)."""
+    B, T, D = x.shape
+    H = attn.num_heads
+    Dh = D // H
+
+    def heads(y):
+        return y.reshape(B, T, H, Dh).transpose(0, 2, 1, 3)  # (B, T, D) -> (B, H, T, Dh)
+
+    q, k, v = heads(np_linear(x, attn.query)), heads(np_linear(x, attn.key)), heads(np_linear(x, attn.value))
+    scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(Dh) + additive_mask  # (B, H, T, T)
+    scores = scores - scores.max(-1, keepdims=True)
+    p = np.exp(scores)
+    p /= p.sum(-1, keepdims=True)
+    return (p @ v).transpose(0, 2, 1, 3).reshape(B, T, D)
+
+
+def np_encoder_layer(layer, x, additive_mask, eps, adapter_name=None, placement="houlsby"):
+    """One post-LN encoder layer in eval mode, with adapter `adapter_name` in its slots.
+
+    placement "houlsby": LN(x + A(Dense(sublayer(x)))), A carrying its own skip (the design).
+    Wrong variants, to show the comparison can tell placements apart:
+    "after_ln": A(LN(x + a));  "on_sum": LN(A(x + a)).
+    """
+    def sub(slot, a, x):
+        adapter = slot.adapters[adapter_name] if adapter_name in slot.adapters else None
+        if adapter is None:
+            return np_layer_norm(x + a, slot.LayerNorm, eps)
+        if placement == "houlsby":
+            return np_layer_norm(x + np_adapter(adapter, a, x, eps), slot.LayerNorm, eps)
+        if placement == "after_ln":
+            y = np_layer_norm(x + a, slot.LayerNorm, eps)
+            return np_adapter(adapter, y, y, eps)
+        if placement == "on_sum":
+            s = x + a
+            return np_layer_norm(np_adapter(adapter, s, s, eps), slot.LayerNorm, eps)
+        raise ValueError(placement)
+
+    a = np_linear(np_attention(x, layer.attention.self, additive_mask), layer.attention.output.dense)
+    x1 = sub(layer.attention.output, a, x)
+    h = NP_ACT["gelu"](np_linear(x1, layer.intermediate.dense))  # tiny_config's hidden_act is exact GELU
+    f = np_linear(h, layer.output.dense)
+    return sub(layer.output, f, x1)
+
+
+def additive_mask(mask, dtype=F64):
+    return (1.0 - np.asarray(mask)[:, None, None, :].astype(dtype)) * np.finfo(dtype).min  # (B, 1, 1, T)
+
+
+def model_layer(layer, x, mask):
+    with no_grad():
+        return layer(Tensor(x), Tensor(additive_mask(mask))).data

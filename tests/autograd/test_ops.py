@@ -1,0 +1,265 @@
+"""The primitives of autograd/ops.py: forward values against NumPy, gradients against central differences in
+float64 on Hypothesis-drawn shapes (broadcasting included), and the conventions (max ties, scatter-add)."""
+
+import numpy as np
+import pytest
+from autograd_helpers import away_from_zero, check_grads, distinct, leaf, nonscalar_shapes, seeds, shapes
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from autograd import Tensor, concatenate, stack, where
+
+broadcast_pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=1, max_side=4)
+
+
+# ---- elementwise binary, with broadcasting ------------------------------------------------------------------
+BINARY = {
+    "add": (lambda a, b: a + b, np.add),
+    "sub": (lambda a, b: a - b, np.subtract),
+    "mul": (lambda a, b: a * b, np.multiply),
+    "div": (lambda a, b: a / b, np.divide),
+}
+
+
+@pytest.mark.parametrize("name", BINARY)
+@given(shapes=broadcast_pairs, seed=seeds)
+def test_binary_op_broadcasts_values_and_gradients(name, shapes, seed):
+    op, reference = BINARY[name]
+    rng = np.random.default_rng(seed)
+    (sa, sb) = shapes.input_shapes
+    a, b = leaf(rng.standard_normal(sa)), leaf(away_from_zero(rng, sb))  # b is a divisor: keep it off 0
+    out = op(a, b)
+    assert out.shape == shapes.result_shape
+    np.testing.assert_array_equal(out.data, reference(a.data, b.data))
+    check_grads(op, a, b)
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_op_with_constant_on_either_side(name):
+    op, reference = BINARY[name]
+    rng = np.random.default_rng(0)
+    x, c = leaf(away_from_zero(rng, (3, 2))), away_from_zero(rng, (2,))
+    np.testing.assert_array_equal(op(x, c).data, reference(x.data, c))
+    np.testing.assert_array_equal(op(c, x).data, reference(c, x.data))
+    check_grads(lambda x: op(x, c), x)
+    check_grads(lambda x: op(c, x), x)
+
+
+# ---- matmul -------------------------------------------------------------------------------------------------
+@given(batch=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=2, max_side=3),
+       nkm=st.tuples(*[st.integers(1, 4)] * 3), seed=seeds)
+def test_matmul_batched_with_broadcast_batch_axes(batch, nkm, seed):
+    n, k, m = nkm
+    rng = np.random.default_rng(seed)
+    a = leaf(rng.standard_normal(batch.input_shapes[0] + (n, k)))
+    b = leaf(rng.standard_normal(batch.input_shapes[1] + (k, m)))
+    np.testing.assert_allclose((a @ b).data, np.matmul(a.data, b.data), rtol=1e-12, atol=0)
+    check_grads(lambda a, b: a @ b, a, b)
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [
+    ((3,), (3,)),          # (K,) @ (K,) -> ()
+    ((3,), (3, 4)),        # (K,) @ (K, M) -> (M,)
+    ((2, 3), (3,)),        # (N, K) @ (K,) -> (N,)
+    ((3,), (2, 3, 4)),     # (K,) @ (B, K, M) -> (B, M)
+    ((2, 5, 3), (3,)),     # (B, N, K) @ (K,) -> (B, N)
+])
+def test_matmul_one_dimensional_operands(shape_a, shape_b):
+    rng = np.random.default_rng(1)
+    a, b = leaf(rng.standard_normal(shape_a)), leaf(rng.standard_normal(shape_b))
+    np.testing.assert_allclose((a @ b).data, np.matmul(a.data, b.data), rtol=1e-12, atol=0)
+    check_grads(lambda a, b: a @ b, a, b)
+
+
+# ---- elementwise unary ----------------------------------------------------------------------------------------
+UNARY = {  # name: (op, NumPy reference, input domain)
+    "neg": (lambda x: -x, np.negative, "any"),
+    "exp": (lambda x: x.exp(), np.exp, "any"),
+    "log": (lambda x: x.log(), np.log, "positive"),
+    "sqrt": (lambda x: x.sqrt(), np.sqrt, "positive"),
+    "tanh": (lambda x: x.tanh(), np.tanh, "any"),
+}
+
+
+@pytest.mark.parametrize("name", UNARY)
+@given(shape=shapes, seed=seeds)
+def test_unary_op_values_and_gradients(name, shape, seed):
+    op, reference, domain = UNARY[name]
+    rng = np.random.default_rng(seed)
+    x = leaf(rng.uniform(0.3, 3.0, shape) if domain == "positive" else rng.uniform(-2, 2, shape))
+    np.testing.assert_array_equal(op(x).data, reference(x.data))
+    check_grads(op, x)
+
+
+@given(shape=shapes, exponent=st.sampled_from([-2.0, -1.0, -0.5, 0.5, 2.0, 3.0, 1.7]), seed=seeds)
+def test_pow_by_constant(shape, exponent, seed):
+    x = leaf(np.random.default_rng(seed).uniform(0.3, 2.0, shape))  # positive: fractional powers are real
+    np.testing.assert_allclose((x**exponent).data, x.data**exponent, rtol=1e-15, atol=0)
+    check_grads(lambda x: x**exponent, x)
+
+
+def test_pow_with_tensor_exponent_and_constant_base():
+    rng = np.random.default_rng(2)
+    a, b = leaf(rng.uniform(0.5, 2.0, (2, 3))), leaf(rng.standard_normal((3,)))
+    np.testing.assert_allclose((a**b).data, a.data**b.data, rtol=1e-13)
+    np.testing.assert_allclose((2.5**b).data, 2.5**b.data, rtol=1e-13)
+    check_grads(lambda a, b: a**b, a, b)
+    check_grads(lambda b: 2.5**b, b)
+
+
+# ---- reductions -------------------------------------------------------------------------------------------------
+def axes_for(shape):
+    """None, one axis (negative ones included) or a tuple of distinct axes (possibly negative)."""
+    nd = len(shape)
+    return st.one_of(st.none(), st.integers(-nd, nd - 1), hnp.valid_tuple_axes(nd, min_size=1))
+
+
+@pytest.mark.parametrize("name", ["sum", "mean"])
+@given(data=st.data(), shape=nonscalar_shapes, keepdims=st.booleans(), seed=seeds)
+def test_sum_and_mean_over_axes(name, data, shape, keepdims, seed):
+    axis = data.draw(axes_for(shape), label="axis")
+    x = leaf(np.random.default_rng(seed).standard_normal(shape))
+    op = lambda x: getattr(x, name)(axis=axis, keepdims=keepdims)  # noqa: E731
+    expected = getattr(np, name)(x.data, axis=axis, keepdims=keepdims)
+    assert op(x).shape == expected.shape
+    np.testing.assert_allclose(op(x).data, expected, rtol=1e-12, atol=1e-15)
+    check_grads(op, x)
+
+
+@given(data=st.data(), shape=nonscalar_shapes, keepdims=st.booleans(), seed=seeds)
+def test_max_over_axes_without_ties(data, shape, keepdims, seed):
+    axis = data.draw(axes_for(shape), label="axis")
+    x = leaf(distinct(np.random.default_rng(seed), shape))  # gaps of 0.1 >> eps: no tie, no kink
+    np.testing.assert_array_equal(x.max(axis=axis, keepdims=keepdims).data,
+                                  np.max(x.data, axis=axis, keepdims=keepdims))
+    check_grads(lambda x: x.max(axis=axis, keepdims=keepdims), x)
+
+
+def test_max_splits_gradient_evenly_between_ties():
+    x = leaf([[1.0, 3.0, 3.0, 0.0],
+              [2.0, 2.0, 2.0, 2.0]])
+    g = np.array([0.7, -1.3])  # a random-ish upstream gradient, one per row
+    x.max(axis=1).backward(g)
+    expected = np.array([[0, 0.35, 0.35, 0],
+                         [-0.325, -0.325, -0.325, -0.325]])
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-15)
+
+    x.grad = None
+    x.max().backward(np.array(2.0))  # over everything: the two 3.0s share it
+    np.testing.assert_array_equal(x.grad, np.where(x.data == 3.0, 1.0, 0.0))
+
+
+# ---- shapes and indexing ------------------------------------------------------------------------------------
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_reshape_and_transpose(shape, seed, data):
+    x = leaf(np.random.default_rng(seed).standard_normal(shape))
+    perm = data.draw(st.permutations(range(len(shape))), label="perm")
+    negative = [a - len(shape) if flip else a for a, flip in zip(perm, data.draw(st.lists(
+        st.booleans(), min_size=len(shape), max_size=len(shape)), label="negative"))]
+    np.testing.assert_array_equal(x.transpose(*negative).data, np.transpose(x.data, negative))
+    np.testing.assert_array_equal(x.T.data, x.data.T)
+    np.testing.assert_array_equal(x.reshape(-1).data, x.data.reshape(-1))
+    check_grads(lambda x: x.transpose(*negative), x)
+    check_grads(lambda x: x.reshape(x.size, 1), x)
+
+
+@pytest.mark.parametrize("axes", [(0, -1, 1), (-1, 0, 1), (2, -3, -2), (-2, -1, -3)])
+def test_transpose_with_negative_axes(axes):
+    x = leaf(np.random.default_rng(3).standard_normal((2, 3, 4)))
+    np.testing.assert_array_equal(x.transpose(axes).data, np.transpose(x.data, axes))
+    check_grads(lambda x: x.transpose(*axes), x)
+
+
+@pytest.mark.parametrize("a, b", [(0, 1), (-1, 0), (-1, -3), (1, 1)])
+def test_swapaxes(a, b):
+    x = leaf(np.random.default_rng(3).standard_normal((2, 3, 4)))
+    np.testing.assert_array_equal(x.swapaxes(a, b).data, np.swapaxes(x.data, a, b))
+    check_grads(lambda x: x.swapaxes(a, b), x)
+
+
+@given(shape=nonscalar_shapes, seed=seeds, data=st.data())
+def test_getitem_basic_indices(shape, seed, data):
+    index = data.draw(hnp.basic_indices(shape, allow_newaxis=True), label="index")
+    x = leaf(np.random.default_rng(seed).standard_normal(shape))
+    np.testing.assert_array_equal(x[index].data, x.data[index])
+    assume(x.data[index].size > 0)
+    check_grads(lambda x: x[index], x)
+
+
+def test_getitem_repeated_integer_indices_scatter_add():
+    x = leaf(np.arange(12.0).reshape(4, 3))
+    g = np.random.default_rng(4).standard_normal((5, 3))
+    x[np.array([2, 0, 2, 2, 3])].backward(g)
+    expected = np.zeros((4, 3))
+    expected[0] = g[1]
+    expected[2] = g[0] + g[2] + g[3]  # three uses: the sum, not the last one
+    expected[3] = g[4]
+    np.testing.assert_array_equal(x.grad, expected)
+    check_grads(lambda x: x[[1, 1, 3], [0, 0, 2]], x)  # two integer arrays, a repeated pair
+    check_grads(lambda x: x[:, [2, 2, 0]], x)
+
+
+def test_getitem_boolean_mask():
+    rng = np.random.default_rng(5)
+    x = leaf(rng.standard_normal((3, 4)))
+    mask = rng.random((3, 4)) > 0.4
+    np.testing.assert_array_equal(x[mask].data, x.data[mask])
+    check_grads(lambda x: x[mask], x)
+    check_grads(lambda x: x[np.array([True, False, True])], x)
+
+
+def test_getitem_with_tensor_index():
+    x = leaf(np.arange(6.0))
+    x[Tensor(np.array([5, 1, 5]))].backward(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(x.grad, [0, 2, 0, 0, 0, 4])
+
+
+# ---- joining and selecting ----------------------------------------------------------------------------------
+@given(shape=nonscalar_shapes, sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3), seed=seeds, data=st.data())
+def test_concatenate(shape, sizes, seed, data):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    rng = np.random.default_rng(seed)
+    parts = [leaf(rng.standard_normal(shape[:axis % len(shape)] + (n,) + shape[axis % len(shape) + 1:]))
+             for n in sizes]
+    np.testing.assert_array_equal(concatenate(parts, axis).data, np.concatenate([p.data for p in parts], axis))
+    check_grads(lambda *ps: concatenate(ps, axis), *parts)
+
+
+@given(shape=shapes, n=st.integers(1, 3), seed=seeds, data=st.data())
+def test_stack(shape, n, seed, data):
+    axis = data.draw(st.integers(-len(shape) - 1, len(shape)), label="axis")
+    rng = np.random.default_rng(seed)
+    parts = [leaf(rng.standard_normal(shape)) for _ in range(n)]
+    np.testing.assert_array_equal(stack(parts, axis).data, np.stack([p.data for p in parts], axis))
+    check_grads(lambda *ps: stack(ps, axis), *parts)
+
+
+def test_concatenate_and_stack_with_a_constant():
+    x, c = leaf(np.ones((2, 2))), np.zeros((1, 2))
+    check_grads(lambda x: concatenate([c, x, c]), x)
+    check_grads(lambda x: stack([x, np.ones((2, 2))], axis=-1), x)
+
+
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3, max_side=4), seed=seeds)
+def test_where(shapes, seed):
+    rng = np.random.default_rng(seed)
+    s_cond, s_a, s_b = shapes.input_shapes
+    cond = rng.random(s_cond) > 0.5
+    a, b = leaf(rng.standard_normal(s_a)), leaf(rng.standard_normal(s_b))
+    np.testing.assert_array_equal(where(cond, a, b).data, np.where(cond, a.data, b.data))
+    check_grads(lambda a, b: where(cond, a, b), a, b)
+    check_grads(lambda a: where(Tensor(cond), a, 0.0), a)
+
+
+def test_cast_gradient_comes_back_in_the_input_dtype():
+    x = leaf(np.random.default_rng(6).standard_normal((2, 3)))
+    w = np.random.default_rng(7).standard_normal((2, 3))
+    # Through extended precision and back: exact for float64 values, so finite differences stay float64-sharp.
+    check_grads(lambda x: (x.astype(np.longdouble) * w).astype(np.float64), x)
+    x32 = Tensor(x.data.astype(np.float32), requires_grad=True)
+    y = x32.astype(np.float64)
+    assert y.dtype == np.float64
+    y.backward(w)
+    assert x32.grad.dtype == np.float32
+    np.testing.assert_array_equal(x32.grad, w.astype(np.float32))
