@@ -160,7 +160,8 @@ def _read_hub(source):
     if (folder / "adapter_config.json").is_file():
         config = json.loads((folder / "adapter_config.json").read_text())
         config = config.get("config", config)
-    for fname in ("adapter_weights.safetensors", "saved_adapter.safetensors", "pytorch_adapter.safetensors"):
+    # adapter.safetensors: what AdapterHub's save_adapter(..., use_safetensors=True) writes.
+    for fname in ("adapter.safetensors", "adapter_weights.safetensors", "pytorch_adapter.safetensors"):
         if (folder / fname).is_file():
             return read_safetensors(folder / fname), config
     if (folder / "pytorch_adapter.bin").is_file():

