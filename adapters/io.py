@@ -14,16 +14,11 @@ import numpy as np
 
 from adapters.config import AdapterConfig
 from adapters.model import _config, add_adapter, base_model, policy_trains, remove_adapter, set_active_adapter
+from minibert.weights import write_atomically
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
 FORMAT_VERSION = 1
-
-
-def _write_atomically(path: Path, write):
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a half-written file under the real name
 
 
 def adapter_state_dict(model, name: str) -> dict:
@@ -45,8 +40,8 @@ def save_adapter(model, name: str, directory) -> dict:
             "base_model": {"hidden_size": bert.config.hidden_size, "num_hidden_layers": bert.config.num_hidden_layers,
                            "model_class": type(model).__name__},
             "dtype": str(bert.dtype), "parameters": sorted(tensors)}
-    _write_atomically(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p)))
-    _write_atomically(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    write_atomically(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p)))
+    write_atomically(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return {"adapter_bytes": (directory / WEIGHTS_NAME).stat().st_size,
             "config_bytes": (directory / CONFIG_NAME).stat().st_size}
 
@@ -243,6 +238,6 @@ def export_adapterhub(model, name: str, directory=None, hub_name: str | None = N
                       "non_linearity": act[config.non_linearity], "original_ln_before": False,
                       "original_ln_after": True, "residual_before_ln": True, "scaling": 1.0, "is_parallel": False,
                       "ln_before": False, "ln_after": False}
-        _write_atomically(directory / "adapter_weights.safetensors", lambda p: save_file(out, str(p)))
+        write_atomically(directory / "adapter_weights.safetensors", lambda p: save_file(out, str(p)))
         (directory / "adapter_config.json").write_text(json.dumps({"config": hub_config, "name": hub_name}, indent=2))
     return out

@@ -43,10 +43,9 @@ def main():
     import numpy as np
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-    from minibert.pretrained import resolve_model_dir
-
     from autograd import no_grad
     from minibert import BertModel
+    from minibert.pretrained import resolve_model_dir
 
     folder = resolve_model_dir(args.model)
     rng = np.random.default_rng(0)

@@ -103,6 +103,16 @@ def load_pretrained(cls, path=None, dtype=np.float32, **kwargs):
     return model
 
 
+def write_atomically(path, write) -> Path:
+    """Call write(tmp_path), then rename tmp_path to `path`: a crash mid-write never leaves a half-written
+    file under the real name (the rename is atomic on POSIX and Windows)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    tmp.replace(path)
+    return path
+
+
 def save_pretrained(model, directory) -> Path:
     """Write config.json + model.safetensors that transformers loads; adapter parameters are left out
     (they are saved on their own by adapters.save_adapter)."""
@@ -112,11 +122,11 @@ def save_pretrained(model, directory) -> Path:
 
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
-    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items() if ".adapters." not in k}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt"})  # transformers expects format "pt"
-    tmp.replace(directory / WEIGHTS_NAME)  # atomic: a crash never leaves a half-written checkpoint
+    # transformers expects the metadata format "pt"
+    write_atomically(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     return directory
 
 
