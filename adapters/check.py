@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from adapters.config import AdapterConfig
@@ -90,14 +92,21 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
     loss.backward()
     params = dict(model.named_parameters())
     with_grad = {k for k, p in params.items() if p.grad is not None}
+    # What the policy should train, restated here from the config (not asked of train_adapter, which is under test).
+    should_train = {k for k in params if ".adapters.check." in k
+                    or (config.train_layer_norms and ".LayerNorm." in k and ".adapters." not in k)
+                    or (config.train_head and k.startswith("classifier."))
+                    or (config.train_pooler and ".pooler." in k)}
     facts["gradients"] = {
         "loss": float(loss.data), "trainable": len(trainable), "with_grad": len(with_grad),
-        "frozen_without_grad": sum(1 for k in params if k not in trainable and params[k].grad is None),
-        "frozen": len(params) - len(trainable),
-        "with_grad_names": sorted(with_grad), "frozen_with_grad": sorted(with_grad - trainable),
-        "trainable_without_grad": sorted(trainable - with_grad),
+        "frozen_without_grad": sum(1 for k in params if k not in should_train and params[k].grad is None),
+        "frozen": len(params) - len(should_train),
+        "with_grad_names": sorted(with_grad), "frozen_with_grad": sorted(with_grad - should_train),
+        "trainable_without_grad": sorted(should_train - with_grad),
+        "policy_mismatch": sorted(trainable ^ should_train), "should_train": len(should_train),
+        "without_grad_names": sorted(set(params) - with_grad),
     }
-    facts["gradients"]["ok"] = with_grad == trainable
+    facts["gradients"]["ok"] = with_grad == should_train == trainable
 
     # -- 3b. finite differences on a sample of adapter-gradient entries (float64) ---------------------------------
     rng = np.random.default_rng(seed)
@@ -133,6 +142,25 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
     return report
 
 
+def _grouped(names) -> list:
+    """Parameter names with the layer index folded: 'encoder.layer.{0-5}.output.dense.weight  (x6)'."""
+    groups = {}
+    for name in names:
+        m = re.match(r"^(.*?layer\.)(\d+)(\..*)$", name)
+        key = (m.group(1), m.group(3)) if m else (name, "")
+        groups.setdefault(key, []).append(int(m.group(2)) if m else None)
+    out = []
+    for (head, tail), layers in groups.items():
+        if layers == [None]:
+            out.append(head)
+        else:
+            layers = sorted(layers)
+            span = f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1)) else \
+                ",".join(map(str, layers))
+            out.append(f"{head}{{{span}}}{tail}  (x{len(layers)})")
+    return out
+
+
 def format_report(report: dict) -> str:
     """The report as a readable text table."""
     f = report["facts"]
@@ -159,10 +187,13 @@ def format_report(report: dict) -> str:
               f"{ident['std_init_relative_change']:.3e} (limit {ident['limit']})", "",
               f"[{mark[grads['ok']]}] 3. gradients only where the policy trains (one backward, loss "
               f"{grads['loss']:.4f})",
-              f"    {grads['with_grad']} parameters with .grad = the {grads['trainable']} trainable; "
-              f"{grads['frozen_without_grad']} of {grads['frozen']} frozen have .grad None"]
-    for name in grads["with_grad_names"]:
-        lines.append(f"      grad: {name}")
+              f"    {grads['with_grad']} parameters with .grad; the policy trains {grads['should_train']}, "
+              f"train_adapter made {grads['trainable']} trainable; {grads['frozen_without_grad']} of "
+              f"{grads['frozen']} frozen have .grad None"]
+    lines += [f"      with .grad:    {pattern}" for pattern in _grouped(grads["with_grad_names"])]
+    lines += [f"      .grad is None: {pattern}" for pattern in _grouped(grads["without_grad_names"])]
+    for name in grads["policy_mismatch"]:
+        lines.append(f"      TRAIN_ADAPTER DISAGREES WITH THE POLICY: {name}")
     for name in grads["frozen_with_grad"]:
         lines.append(f"      FROZEN BUT HAS GRAD: {name}")
     for name in grads["trainable_without_grad"]:

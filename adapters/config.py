@@ -114,22 +114,29 @@ PRESETS = {
                    "init": "normal", "init_std": 0.02, "train_layer_norms": False},
     },
     "pfeiffer": {
-        "doc": "Pfeiffer et al. 2021 placement: one adapter per layer, after the FFN only; reduction factor 16, "
-               "ReLU. Deviation: AdapterHub's SeqBnConfig also re-applies the original LayerNorm before the "
+        "doc": "Pfeiffer2021 (AdapterFusion) placement: one adapter per layer, after the FFN only; reduction factor "
+               "16, ReLU. Deviation: AdapterHub's SeqBnConfig also re-applies the original LayerNorm before the "
                "adapter; here the adapter sits where Houlsby's FFN adapter sits.",
         "fields": {**_HOULSBY, "bottleneck_size": None, "reduction_factor": 16, "non_linearity": "relu",
                    "placement": "ffn", "init": "normal", "init_std": 0.02, "train_layer_norms": False},
     },
-    "houlsby-attention-only": {"doc": "Ablation: adapters only after the attention sub-layer.",
+    "houlsby-attention-only": {"doc": "Houlsby2019 §3.6 ablation ('inserting adapters only inside the attention "
+                                      "layer'): adapters only after the attention sub-layer.",
                                "fields": {**_HOULSBY, "placement": "attention"}},
-    "houlsby-ffn-only": {"doc": "Ablation: adapters only after the feed-forward sub-layer.",
+    "houlsby-ffn-only": {"doc": "Placement ablation after Pfeiffer2021 (AdapterFusion: one adapter per layer, after "
+                                "the feed-forward sub-layer), with the rest of 'houlsby' unchanged.",
                          "fields": {**_HOULSBY, "placement": "ffn"}},
-    "houlsby-parallel": {"doc": "Ablation: parallel placement, a + A'(x) with the adapter fed the sub-layer input "
-                                "(He et al. 2022).", "fields": {**_HOULSBY, "parallel": True}},
-    "houlsby-layernorm": {"doc": "Ablation: a LayerNorm on the adapter input, inside the adapter.",
+    "houlsby-parallel": {"doc": "Houlsby2019 §3.6 ablation ('adding adapters in parallel to the main layers'), in "
+                                "He2022's form: a + A'(x) with the adapter fed the sub-layer input.",
+                         "fields": {**_HOULSBY, "parallel": True}},
+    "houlsby-layernorm": {"doc": "Houlsby2019 §3.6 ablation ('adding a batch/layer normalization to the adapter'): "
+                                 "a LayerNorm on the adapter input, inside the adapter.",
                           "fields": {**_HOULSBY, "layer_norm": True}},
-    "houlsby-relu": {"doc": "Ablation: ReLU non-linearity.", "fields": {**_HOULSBY, "non_linearity": "relu"}},
-    "houlsby-tanh": {"doc": "Ablation: tanh non-linearity.", "fields": {**_HOULSBY, "non_linearity": "tanh"}},
-    "houlsby-zero-init": {"doc": "Exact identity at init: W_up and b_up start at zero (W_down still random, so "
-                                 "W_up gets a gradient).", "fields": {**_HOULSBY, "init": "zeros"}},
+    "houlsby-relu": {"doc": "Houlsby2019 §3.6 ablation ('different activation functions'): ReLU.",
+                     "fields": {**_HOULSBY, "non_linearity": "relu"}},
+    "houlsby-tanh": {"doc": "Houlsby2019 §3.6 ablation ('different activation functions, such as tanh'): tanh.",
+                     "fields": {**_HOULSBY, "non_linearity": "tanh"}},
+    "houlsby-zero-init": {"doc": "Houlsby2019 §2.1's near-identity init taken to its limit (§3.6 ablates the init "
+                                 "std): W_up and b_up start at zero, an exact identity (W_down still random, so W_up "
+                                 "gets a gradient).", "fields": {**_HOULSBY, "init": "zeros"}},
 }

@@ -6,6 +6,7 @@ parameters plus the base parameters its policy trains (LayerNorms, head), under 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -28,7 +29,12 @@ def adapter_state_dict(model, name: str) -> dict:
 
 
 def save_adapter(model, name: str, directory) -> dict:
-    """Write adapter_config.json + adapter.safetensors for adapter `name`; returns file sizes in bytes."""
+    """Write adapter_config.json + adapter.safetensors for adapter `name`; returns sizes in bytes.
+
+    adapter_bytes / config_bytes: the two files. model_bytes: the tensor bytes of the whole model without
+    its adapters (what saving the full model instead would at least cost); percent_of_model: adapter_bytes
+    as a share of it.
+    """
     from safetensors.numpy import save_file
 
     directory = Path(directory)
@@ -42,15 +48,17 @@ def save_adapter(model, name: str, directory) -> dict:
             "dtype": str(bert.dtype), "parameters": sorted(tensors)}
     write_atomically(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p)))
     write_atomically(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
-    return {"adapter_bytes": (directory / WEIGHTS_NAME).stat().st_size,
-            "config_bytes": (directory / CONFIG_NAME).stat().st_size}
+    adapter_bytes = (directory / WEIGHTS_NAME).stat().st_size
+    model_bytes = sum(p.data.nbytes for k, p in model.named_parameters() if ".adapters." not in k)
+    return {"adapter_bytes": adapter_bytes, "config_bytes": (directory / CONFIG_NAME).stat().st_size,
+            "model_bytes": model_bytes, "percent_of_model": 100.0 * adapter_bytes / model_bytes}
 
 
 def load_adapter(model, directory, name: str | None = None, set_active: bool = True) -> str:
     """Restore an adapter saved by save_adapter onto a (freshly loaded) base model, bit-exactly.
 
-    Adds the adapter if the model does not have it, then copies every saved tensor after checking its
-    name and shape. Returns the adapter's name.
+    Adds the adapter if the model does not have it (an adapter of that name already there must have the
+    saved config), then copies every saved tensor after checking its name and shape. Returns the adapter's name.
     """
     from minibert.weights import read_safetensors
 
@@ -68,13 +76,31 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
     tensors = read_safetensors(directory / WEIGHTS_NAME)
     if name != meta["name"]:
         tensors = {k.replace(f".adapters.{meta['name']}.", f".adapters.{name}."): v for k, v in tensors.items()}
+    config = AdapterConfig.from_dict(meta["config"])
     added = name not in getattr(model, "adapter_configs", {})
     if added:
-        add_adapter(model, name, AdapterConfig.from_dict(meta["config"]), set_active=False)
+        add_adapter(model, name, config, set_active=False)
+    else:
+        _refuse_other_config(model, name, config, directory)
     _copy_checked(model, tensors, f"adapter {name!r} from {directory}", name, remove_on_error=added)
     if set_active:
         set_active_adapter(model, name)
     return name
+
+
+def _refuse_other_config(model, name: str, config: AdapterConfig, source):
+    """Loading onto an existing adapter `name` needs the same config: same shapes but another function
+    (non-linearity, placement, parallel, ...) would not restore the saved adapter, only look like it.
+    The size may be given either way (bottleneck_size or reduction_factor); only M itself must agree."""
+    d = base_model(model).config.hidden_size
+    size_fields = ("bottleneck_size", "reduction_factor")
+    have = {**model.adapter_configs[name].to_dict(), "M": model.adapter_configs[name].size_for(d)}
+    want = {**config.to_dict(), "M": config.size_for(d)}
+    differ = [f"{k}: model {have[k]!r} vs file {want[k]!r}" for k in want
+              if k not in size_fields and have.get(k) != want[k]]
+    if differ:
+        raise ValueError(f"adapter {name!r} already on the model has another config than {source} "
+                         f"({', '.join(differ)}); remove_adapter(model, {name!r}) first or load under another name")
 
 
 def _copy_checked(model, tensors: dict, what: str, name: str, remove_on_error: bool = False):
@@ -195,11 +221,13 @@ def load_adapterhub(model, source, name: str, hub_name: str | None = None, confi
                    "output_adapter": any(not s.endswith(".attention.output") for s in slots)}
         config = config_from_adapterhub({**present, **(hub_config or {})}, bert.config.hidden_size,
                                         int(downs[0].shape[0]) if downs else None)
+    elif downs and config.bottleneck_size is None:
+        config = dataclasses.replace(config, bottleneck_size=int(downs[0].shape[0]))  # never edit the caller's
     added = name not in getattr(model, "adapter_configs", {})
     if added:
-        if downs and config.bottleneck_size is None:
-            config.bottleneck_size = int(downs[0].shape[0])
         add_adapter(model, name, config, set_active=False)
+    else:
+        _refuse_other_config(model, name, config, "the AdapterHub weights")
     _copy_checked(model, ours, f"AdapterHub adapter {hub_name!r}", name, remove_on_error=added)
     if set_active:
         set_active_adapter(model, name)

@@ -8,6 +8,8 @@ are inserted into: `encoder.layer.{i}.attention.output.adapters.{name}.down.weig
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from adapters.config import AdapterConfig
@@ -47,13 +49,16 @@ def _config(model, name) -> AdapterConfig:
 def add_adapter(model, name: str, config="houlsby", seed: int | None = 0, set_active: bool = True) -> AdapterConfig:
     """Insert adapter `name` (an AdapterConfig or a preset name) into every slot its placement names.
 
-    The new adapters have the model's dtype. Returns the config used.
+    The new adapters have the model's dtype. Returns the config used (a copy of the one given).
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"adapter name must be a Python identifier (it becomes part of parameter names), got {name!r}")
     config = AdapterConfig.from_preset(config) if isinstance(config, str) else config
     if not isinstance(config, AdapterConfig):
         raise TypeError(f"config must be an AdapterConfig or a preset name, got {type(config).__name__}")
+    # A copy: the caller may go on to edit or reuse its object, which must not change what this adapter
+    # records (save_adapter writes it, and the modules were built from it).
+    config = dataclasses.replace(config)
     bert = base_model(model)  # a TypeError for a non-model before anything is attached to it
     if name in _registry(model):
         raise ValueError(f"an adapter named {name!r} already exists; remove_adapter(model, {name!r}) first")

@@ -115,3 +115,17 @@ def test_export_round_trips_to_adapterhubs_names_and_values(tmp_path, golden):
     assert written["non_linearity"] == "swish" and written["mh_adapter"] and written["output_adapter"]
     assert int(384 // written["reduction_factor"]) == 12
     assert sorted(read_safetensors(tmp_path / "adapter_weights.safetensors")) == sorted(original)
+
+
+def test_load_adapterhub_keeps_the_callers_config_and_refuses_another(golden):
+    from adapters import AdapterConfig
+
+    model = BertModel.from_pretrained(None, dtype=np.float64)
+    config = AdapterConfig.from_preset("adapterhub-houlsby", reduction_factor=32)   # M = 384 // 32 = 12
+    given = config.to_dict()
+    load_adapterhub(model, HUB, "demo", config=config)
+    assert config.bottleneck_size is None
+    assert config.to_dict() == given
+    relu = AdapterConfig.from_preset("adapterhub-houlsby", bottleneck_size=12, non_linearity="relu")
+    with pytest.raises(ValueError, match="non_linearity: model 'swish' vs file 'relu'"):
+        load_adapterhub(model, HUB, "demo", config=relu)
