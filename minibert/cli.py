@@ -95,12 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output folder (or a .safetensors file)")
     p.set_defaults(func=_cmd_convert)
 
-    try:
-        from minibert.train import add_train_parser
-    except ImportError:
-        pass
-    else:
-        add_train_parser(sub)
+    from minibert.train import add_train_parser  # numpy + autograd only; a broken import must not hide `train`
+
+    add_train_parser(sub)
     return parser
 
 

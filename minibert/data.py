@@ -41,38 +41,68 @@ RTE_LABELS = {"entailment": 0, "not_entailment": 1}
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("MINIBERT_DATA", Path(__file__).resolve().parent.parent.parent / "shared" / "data"))
+    """$MINIBERT_DATA if set (and not empty), else ../shared/data beside the repository."""
+    env = os.environ.get("MINIBERT_DATA")
+    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-def _rows(path: Path):
-    with open(path, encoding="utf-8", newline="") as f:
-        yield from csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-
-
-def read_task(task: str, split: str, data_dir=None) -> list:
-    """All examples of `task` ("sst2", "cola", "rte", "sst2-sentences") and `split` ("train", "dev")."""
+def task_path(task: str, split: str, data_dir=None) -> Path:
+    """The file holding `split` of `task`; a ValueError naming the choices for an unknown task or split."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     spec = TASKS[task]
     if split not in spec.files:
         raise ValueError(f"task {task} has no split {split!r}; choose one of {', '.join(spec.files)}")
-    path = Path(data_dir or default_data_dir()) / spec.folder / spec.files[split]
+    return Path(data_dir or default_data_dir()) / spec.folder / spec.files[split]
+
+
+def _rows(path: Path, n_fields: int, header: list | None):
+    """(line number, fields) of a TSV file, checking the header and that every row has n_fields fields."""
+    with open(path, encoding="utf-8", newline="") as f:
+        for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+            if line_no == 1 and header is not None:
+                if row != header:
+                    raise ValueError(f"{path}:1: expected the header {header}, got {row}")
+                continue
+            if len(row) != n_fields:
+                raise ValueError(f"{path}:{line_no}: expected {n_fields} tab-separated fields, got {len(row)}")
+            yield line_no, row
+
+
+def _example(path: Path, line_no: int, text_a: str, text_b: str | None, label, labels: dict) -> Example:
+    if label not in labels:
+        raise ValueError(f"{path}:{line_no}: label {label!r} is not one of {sorted(labels)}")
+    if not text_a or (text_b is not None and not text_b):
+        raise ValueError(f"{path}:{line_no}: empty text")
+    return Example(text_a, text_b, labels[label])
+
+
+BINARY = {"0": 0, "1": 1}
+
+
+def read_task(task: str, split: str, data_dir=None) -> list:
+    """All examples of `task` ("sst2", "cola", "rte", "sst2-sentences") and `split` ("train", "dev").
+
+    Labels are ints: 0/1 as in the files for SST-2, CoLA and SST-2-sentences; RTE's entailment -> 0,
+    not_entailment -> 1 (the HF `glue` order). A malformed row is a ValueError naming file and line.
+    """
+    path = task_path(task, split, data_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; set MINIBERT_DATA to the folder holding {spec.folder}/")
-    examples = []
+        raise FileNotFoundError(f"{path} not found; set MINIBERT_DATA (or --data) to the folder holding "
+                                f"{TASKS[task].folder}/ (see ../shared/data/README.md)")
     if task == "sst2":
-        rows = _rows(path)
-        next(rows)  # header
-        examples = [Example(r[0].strip(), None, int(r[1])) for r in rows]
-    elif task == "cola":
-        examples = [Example(r[3], None, int(r[1])) for r in _rows(path)]
-    elif task == "rte":
-        rows = _rows(path)
-        next(rows)
-        examples = [Example(r[1], r[2], RTE_LABELS[r[3]]) for r in rows]
-    else:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                label, text = line.rstrip("\n").split(" ", 1)
-                examples.append(Example(text, None, int(label)))
+        # PTB-tokenised sentences end with a space before the tab: strip it.
+        return [_example(path, i, r[0].strip(), None, r[1], BINARY)
+                for i, r in _rows(path, 2, ["sentence", "label"])]
+    if task == "cola":
+        # No header; columns: source, label, author's mark (not the label), sentence.
+        return [_example(path, i, r[3], None, r[1], BINARY) for i, r in _rows(path, 4, None)]
+    if task == "rte":
+        return [_example(path, i, r[1], r[2], r[3], RTE_LABELS)
+                for i, r in _rows(path, 4, ["index", "sentence1", "sentence2", "label"])]
+    examples = []  # sst2-sentences: "<label> <sentence>" per line
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            label, _, text = line.rstrip("\n").partition(" ")
+            examples.append(_example(path, line_no, text.strip(), None, label, BINARY))
     return examples
