@@ -42,15 +42,23 @@ def _analytic_vjp(fn, inputs, checked, v):
     return grads
 
 
+def _one_hot(n, k):
+    e = np.zeros(n)
+    e[k] = 1.0
+    return e
+
+
 def _numeric_directional(fn, inputs, x, direction, eps):
     """(f(x + eps d) - f(x - eps d)) / (2 eps), the whole output, with x.data restored afterwards."""
-    original = x.data.copy()
-    with no_grad():
-        x.data = original + eps * direction
-        plus = _output(fn, inputs).data.astype(np.float64)
-        x.data = original - eps * direction
-        minus = _output(fn, inputs).data.astype(np.float64)
-    x.data = original
+    original = x.data  # the caller's array object itself comes back (never modified: x.data is reassigned)
+    try:
+        with no_grad():
+            x.data = original + eps * direction
+            plus = _output(fn, inputs).data.astype(np.float64)
+            x.data = original - eps * direction
+            minus = _output(fn, inputs).data.astype(np.float64)
+    finally:
+        x.data = original
     return (plus - minus) / (2 * eps)
 
 
@@ -59,7 +67,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=None, n_projectio
 
     fn: callable taking the tensors in `inputs` and returning one Tensor (any shape).
     fast: None chooses full mode when (output size) x (total checked input size) <= 20,000.
-    Raises GradcheckError on a mismatch and TypeError if a checked input is not float64.
+    Raises GradcheckError on a mismatch and TypeError if a checked input is not float64. Every input keeps its
+    own array object and its `.grad` as they were before the call.
     """
     inputs = list(inputs)
     checked = [x for x in inputs if isinstance(x, Tensor) and x.requires_grad]
@@ -69,6 +78,15 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=None, n_projectio
         if isinstance(x, Tensor) and x.requires_grad and x.dtype != np.float64:
             raise TypeError(f"gradcheck needs float64 inputs (finite differences in float32 are too coarse); "
                             f"input {i} is {x.dtype}")
+    saved_grads = [x.grad for x in checked]
+    try:
+        return _check(fn, inputs, checked, eps, atol, rtol, fast, n_projections, seed)
+    finally:
+        for x, grad in zip(checked, saved_grads):
+            x.grad = grad
+
+
+def _check(fn, inputs, checked, eps, atol, rtol, fast, n_projections, seed) -> bool:
     names = {id(x): i for i, x in enumerate(inputs)}
     with no_grad():
         out_size = _output(fn, inputs).size
@@ -93,13 +111,13 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=None, n_projectio
         return True
 
     # Full Jacobians: analytic rows (one backward per output element), numeric columns.
-    rows = [_analytic_vjp(fn, inputs, checked, np.eye(out_size)[k]) for k in range(out_size)]
+    # One-hot upstream gradients built one at a time (np.eye(out_size) would hold out_size^2 floats per row).
+    rows = [_analytic_vjp(fn, inputs, checked, _one_hot(out_size, k)) for k in range(out_size)]
     for c, x in enumerate(checked):
         analytic = np.stack([row[c].reshape(-1) for row in rows])  # (n_out, n_in)
         for j in range(x.size):
-            e = np.zeros(x.size)
-            e[j] = 1.0
-            numeric = _numeric_directional(fn, inputs, x, e.reshape(x.shape), eps).reshape(-1)  # (n_out,)
+            e_j = _one_hot(x.size, j).reshape(x.shape)
+            numeric = _numeric_directional(fn, inputs, x, e_j, eps).reshape(-1)  # (n_out,)
             for k in range(out_size):
                 if not close(analytic[k, j], numeric[k]):
                     where = np.unravel_index(j, x.shape) if x.shape else ()

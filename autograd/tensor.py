@@ -271,11 +271,18 @@ class Tensor:
         if isinstance(exponent, Tensor):
             # a ** b = exp(b log a), for a > 0
             return (exponent * self.log()).exp()
-        return ops.Pow.apply(self, exponent=float(exponent))
+        if np.ndim(exponent) == 0:
+            return ops.Pow.apply(self, exponent=float(exponent))
+        # A constant array of exponents (any sign of base): Pow computes elementwise, so self first gets the
+        # broadcast shape (through Add, whose backward sums the broadcast axes away again).
+        exponent = np.asarray(exponent, dtype=self.dtype if np.issubdtype(self.dtype, np.floating) else None)
+        shape = np.broadcast_shapes(self.shape, exponent.shape)
+        base = self if shape == self.shape else self + np.zeros(shape, dtype=self.dtype)
+        return ops.Pow.apply(base, exponent=exponent)
 
     def __rpow__(self, base):
-        # c ** x = exp(x log c), for a constant c > 0
-        return (self * float(np.log(base))).exp()
+        # c ** x = exp(x log c), for a constant c > 0 (a number or an array, cast to self's dtype)
+        return (self * self._lift(np.log(base))).exp()
 
     # Comparisons give plain boolean arrays: they have no gradient.
     def _raw(self, other):

@@ -33,6 +33,22 @@ def test_tensor_wraps_without_copy_and_keeps_dtype(dtype):
     assert t.grad is None and t.is_leaf and not t.requires_grad
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_trainable_tensor_also_wraps_without_copy(dtype):
+    a = np.ones((2, 3), dtype=dtype)
+    t = Tensor(a, requires_grad=True)
+    assert t.data is a and t.numpy() is a and t.dtype == dtype and t.shape == (2, 3) and t.requires_grad
+
+
+def test_detach_shares_the_array_and_cuts_the_graph():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = x * 3.0
+    d = y.detach()
+    assert d.data is y.data and not d.requires_grad and d.is_leaf and d.grad is None
+    (d * x).sum().backward()  # d is a constant: x's gradient is d, not d + 3 x (which it would be through y)
+    np.testing.assert_array_equal(x.grad, [3.0, 6.0])
+
+
 def test_integer_tensor_cannot_require_grad():
     with pytest.raises(TypeError, match="floating-point"):
         Tensor(np.arange(3), requires_grad=True)
@@ -101,6 +117,33 @@ def test_nested_no_grad_restores_each_level_even_after_an_error():
     assert is_grad_enabled()
 
 
+class Spy(Function):
+    """y = 3 x; counts its backward calls."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return 3 * x
+
+    @staticmethod
+    def backward(ctx, g):
+        Spy.calls += 1
+        return 3 * g
+
+
+def test_a_branch_of_frozen_tensors_is_never_backpropagated():
+    frozen, w = Tensor(np.ones(3)), Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    Spy.calls = 0
+    h = Spy.apply(frozen)  # nothing here needs a gradient: no node, so nothing to run backward on
+    assert h._node is None and not h.requires_grad
+    (h * w).sum().backward()
+    assert Spy.calls == 0 and frozen.grad is None and h.grad is None
+    np.testing.assert_array_equal(w.grad, 3.0)
+    (Spy.apply(w) * frozen).sum().backward()  # control: the spy does count when its input is trainable
+    assert Spy.calls == 1
+
+
 # ---- backward ----------------------------------------------------------------------------------------------
 def test_leaf_gradients_accumulate_across_backward_calls():
     x = Tensor(np.array([1.0, -2.0]), requires_grad=True)
@@ -122,6 +165,15 @@ def test_backward_twice_needs_retain_graph():
     first = x.grad.copy()
     y.backward()
     np.testing.assert_array_equal(x.grad, 2 * first)
+
+
+def test_backward_releases_saved_activations():
+    x = Tensor(np.array([[0.5, -1.0], [2.0, 0.1]]), requires_grad=True)
+    y = F.layer_norm(F.gelu(x @ x), x[0], x[1]).exp().sum()
+    contexts = [node._node[1] for node in y._topological_order() if node._node is not None]
+    assert len(contexts) >= 5 and any(ctx.saved for ctx in contexts)  # matmul, gelu, indexing, layer norm, exp, sum
+    y.backward()
+    assert all(ctx.saved is None for ctx in contexts)  # nothing kept alive once used
 
 
 def test_backward_checks_its_upstream_gradient():
@@ -175,6 +227,12 @@ OPS = {
     "layer_norm": lambda x: F.layer_norm(x, x[0], x[1]), "dropout": lambda x: F.dropout(x, 0.5, True),
     "mse_loss": lambda x: F.mse_loss(x, np.zeros((3, 4))),
     "embedding": lambda x: F.embedding(np.array([2, 0, 2]), x),
+    "x-scalar": lambda x: x - 0.5, "array-x": lambda x: np.ones(4) - x, "array*x": lambda x: np.full(4, 2.0) * x,
+    "array/x": lambda x: np.ones(4) / x, "x@array": lambda x: x @ np.ones((4, 2)),
+    "array@x": lambda x: np.ones((2, 3)) @ x, "x**array": lambda x: x ** np.array([1.0, 2.0, 3.0, 0.5]),
+    "array**x": lambda x: np.full(4, 2.0) ** x, "x**x": lambda x: x**x, "max_all": lambda x: x.max(),
+    "mean_all": lambda x: x.mean(), "getitem_slice": lambda x: x[1:, ::-2], "transpose": lambda x: x.transpose(1, 0),
+    "where_tensors": lambda x: where(x.data > 1, x, x * x), "np.float64*x": lambda x: np.float64(2.0) * x,
 }
 
 
@@ -187,3 +245,52 @@ def test_every_op_keeps_the_dtype_of_values_and_gradients(name, dtype):
     assert y.dtype == dtype, f"{name}: {y.dtype}"
     y.backward(rng.standard_normal(y.shape).astype(dtype))
     assert x.grad.dtype == dtype, f"{name}: grad {x.grad.dtype}"
+
+
+# Known silent upcast inside a backward (hidden from users by the engine's final cast to the input dtype):
+# ops.Max.backward divides g by an int64 tie count, and float32 / int64 is float64. Reported; ops.py is not ours.
+MAX_UPCAST = pytest.mark.xfail(strict=True, reason="ops.Max.backward: float32 g / int64 count -> float64")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=MAX_UPCAST) if n in ("max", "max_all") else n for n in OPS])
+def test_every_backward_computes_in_float32_without_the_engines_cast(name):
+    """Each node's own backward, called directly, must return float32 for float32 inputs (and each intermediate
+    value must be float32): the engine's cast of every gradient would otherwise hide a float64 detour."""
+    rng = np.random.default_rng(2)
+    x = Tensor(rng.uniform(0.5, 2.0, (3, 4)).astype(np.float32), requires_grad=True)
+    y = OPS[name](x)
+    nodes = [node for node in y._topological_order() if node._node is not None]
+    assert nodes
+    for node in nodes:
+        fn, ctx, inputs = node._node
+        assert node.dtype == np.float32, f"{fn.__name__} forward gives {node.dtype}"
+        grads = fn.backward(ctx, rng.standard_normal(node.shape).astype(np.float32))
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        for inp, g in zip(inputs, grads):
+            if inp.requires_grad:
+                assert g.dtype == np.float32, f"{fn.__name__}.backward gives {g.dtype}"
+
+
+@pytest.mark.parametrize("name", OPS)
+def test_no_grad_saves_nothing_in_any_op(name, monkeypatch):
+    """A spy on every Context: under no_grad each op still runs, but keeps no graph and no activation."""
+    import autograd.tensor
+
+    contexts = []
+
+    class SpyContext(autograd.tensor.Context):
+        __slots__ = ()
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            contexts.append(self)
+
+    monkeypatch.setattr(autograd.tensor, "Context", SpyContext)
+    x = Tensor(np.random.default_rng(3).uniform(0.5, 2.0, (3, 4)), requires_grad=True)
+    with no_grad():
+        y = OPS[name](x)
+    assert contexts and all(ctx.saved == () for ctx in contexts)
+    assert y._node is None and not y.requires_grad
+    contexts.clear()
+    OPS[name](x)  # control: with grad enabled the same ops do record (and those that need it save)
+    assert contexts and all(ctx._saving for ctx in contexts)
