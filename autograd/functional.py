@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import erf
 
 from autograd.ops import GetItem
-from autograd.tensor import Function, Tensor, unbroadcast
+from autograd.tensor import Function, Tensor, is_grad_enabled, unbroadcast
 
 _SQRT_2 = float(np.sqrt(2.0))  # Python floats: NumPy keeps a float32 array float32
 _SQRT_2_OVER_PI = float(np.sqrt(2.0 / np.pi))
@@ -91,6 +91,51 @@ def relu(x: Tensor) -> Tensor:
     return Relu.apply(x)
 
 
+# Float32 elementwise kernels (erf, GELU, softmax, LayerNorm) run block by block: a block and its temporaries
+# stay in the CPU caches, instead of every NumPy step streaming a whole (B, T, F) array through memory.
+_BLOCK = 1 << 17  # elements per block: 512 KB per float32 temporary (measured: 2^16 to 2^18 are equally good)
+
+
+def _flat_blocks(*arrays):
+    """Matching flat blocks of equally shaped arrays; an output must be C-contiguous (np.empty) to be a view."""
+    flat = [a.reshape(-1) for a in arrays]
+    for start in range(0, flat[0].size, _BLOCK):
+        yield tuple(f[start:start + _BLOCK] for f in flat)
+
+
+def _leading_blocks(x):
+    """Slices of x's first axis holding about _BLOCK elements each (at least one row)."""
+    step = max(1, _BLOCK // max(1, x[0].size))
+    return [slice(i, i + step) for i in range(0, len(x), step)]
+
+
+def _records(ctx) -> bool:
+    """True when this call is recorded for backward (grad mode on and some input wants a gradient)."""
+    return is_grad_enabled() and any(ctx.needs_input_grad)
+
+
+def _may_overwrite(ctx, x, inplace) -> bool:
+    """True when an op asked for `inplace` may write its result into x: nothing is recorded (no backward will
+    read x) and x is a writeable C-contiguous array (so flat blocks of x are views, not copies)."""
+    return inplace and not _records(ctx) and x.flags.c_contiguous and x.flags.writeable
+
+
+def _erfc_f32(a: np.ndarray, scale: float = 1.0):
+    """erfc(a) = 1 - erf(a) = poly(t) * exp(-a^2) for a >= 0 (one float32 block), by Abramowitz & Stegun 7.1.26
+    (see `_erf`). Returns the two factors (scale * poly(t), exp(-a^2)): GELU's backward reuses the second, and
+    `scale` is folded into the coefficients (one pass fewer than multiplying afterwards)."""
+    t = a * np.float32(0.3275911)
+    t += 1.0
+    np.divide(1.0, t, out=t)  # t = 1 / (1 + p a); divide is vectorised, np.reciprocal is not
+    poly = t * np.float32(1.061405429 * scale)
+    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):  # Horner: a5 t + a4, then * t + a3, ...
+        poly += np.float32(c * scale)
+        poly *= t
+    np.multiply(a, a, out=t)
+    np.negative(t, out=t)
+    return poly, np.exp(t, out=t)
+
+
 def _erf(x: np.ndarray) -> np.ndarray:
     """erf(x): exact (scipy) in float64; in float32 the Abramowitz & Stegun 7.1.26 formula.
 
@@ -101,21 +146,56 @@ def _erf(x: np.ndarray) -> np.ndarray:
     """
     if x.dtype != np.float32:
         return erf(x)
-    # In-place steps: three temporaries for the whole computation (these arrays are (B, T, F) big).
-    a = np.abs(x)
-    t = a * np.float32(0.3275911)
-    t += 1.0
-    np.reciprocal(t, out=t)
-    y = t * np.float32(1.061405429)
-    for c in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):  # Horner: a5 t + a4, then * t + a3, ...
-        y += np.float32(c)
-        y *= t
-    np.multiply(a, a, out=a)
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    y *= a  # poly(t) * exp(-x^2)
-    np.subtract(1.0, y, out=y)
-    return np.copysign(y, x, out=y)
+    y = np.empty(x.shape, x.dtype)
+    for xb, yb in _flat_blocks(x, y):
+        poly, e = _erfc_f32(np.abs(xb))
+        e *= poly
+        np.subtract(1.0, e, out=yb)  # erf(|x|)
+        np.copysign(yb, xb, out=yb)  # erf is odd
+    return y
+
+
+def _abs_u_f32(xb: np.ndarray) -> np.ndarray:
+    """|u| = |x| / sqrt 2, the erf argument of exact GELU, clamped at 10 (erfc(10) underflows float32 anyway;
+    the clamp keeps gelu(inf) = inf instead of inf * 0 = NaN)."""
+    a = np.abs(xb)
+    a *= np.float32(1 / _SQRT_2)
+    return np.minimum(a, 10.0, out=a)
+
+
+def _gelu_f32(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Exact GELU in float32, block by block:  y = max(x, 0) - |x|/2 erfc(|x| / sqrt 2).
+
+    This is x Phi(x) rewritten with erfc(|u|) = 1 - erf(|u|) (erf is odd), which also avoids the cancellation
+    in 1 + erf(u) for negative x; erfc comes from the same A&S formula as `_erf`. `out` may be x itself.
+    """
+    y = np.empty(x.shape, x.dtype) if out is None else out
+    for xb, yb in _flat_blocks(x, y):
+        a = _abs_u_f32(xb)
+        poly, e = _erfc_f32(a, scale=-1 / _SQRT_2)
+        e *= poly
+        e *= a  # -|x|/2 erfc(|u|) = -|u| erfc(|u|) / sqrt 2
+        np.maximum(xb, 0.0, out=yb)
+        yb += e
+    return y
+
+
+def _gelu_grad_f32(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Exact GELU's dx = g * (Phi(x) + x phi(x)) in float32, block by block; exp(-x^2 / 2) is computed once,
+    for both erfc (inside Phi) and phi."""
+    dx = np.empty(x.shape, x.dtype)
+    for xb, gb, db in _flat_blocks(x, g, dx):
+        poly, e = _erfc_f32(_abs_u_f32(xb))  # e = exp(-u^2) = exp(-x^2 / 2)
+        poly *= e
+        np.subtract(1.0, poly, out=poly)
+        np.copysign(poly, xb, out=poly)  # erf(u)
+        poly += 1.0
+        poly *= 0.5  # Phi(x)
+        e *= xb
+        e *= np.float32(1 / np.sqrt(2 * np.pi))  # x phi(x)
+        e += poly
+        np.multiply(gb, e, out=db)
+    return dx
 
 
 class Gelu(Function):
@@ -126,12 +206,15 @@ class Gelu(Function):
     Tanh ("tanh"):   y = x/2 * (1 + t),  t = tanh(u),  u = sqrt(2/pi) (x + 0.044715 x^3);
                      dx = g * (1/2 (1 + t) + x/2 (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)).
     Convention: BERT's "gelu" is the exact form; "gelu_new" / "gelu_pytorch_tanh" (and the original
-    adapter-bert code) use the tanh form.
+    adapter-bert code) use the tanh form. Exact float32 runs the fused block kernels `_gelu_f32` and
+    `_gelu_grad_f32`; with `inplace` and nothing recorded it writes y into x's array.
     """
 
     @staticmethod
-    def forward(ctx, x, approximate="none"):
-        if approximate == "none":
+    def forward(ctx, x, approximate="none", inplace=False):
+        if approximate == "none" and x.dtype == np.float32:
+            y = _gelu_f32(x, out=x if _may_overwrite(ctx, x, inplace) else None)
+        elif approximate == "none":
             y = 0.5 * x * (1.0 + _erf(x / _SQRT_2))
         elif approximate == "tanh":
             y = 0.5 * x * (1.0 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
@@ -143,6 +226,8 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved
+        if ctx.options.get("approximate", "none") == "none" and x.dtype == np.float32 and g.dtype == np.float32:
+            return _gelu_grad_f32(x, g)
         if ctx.options.get("approximate", "none") == "none":
             cdf = 0.5 * (1.0 + _erf(x / _SQRT_2))
             pdf = np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
@@ -152,8 +237,10 @@ class Gelu(Function):
         return (g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)).astype(x.dtype, copy=False)
 
 
-def gelu(x: Tensor, approximate: str = "none") -> Tensor:
-    return Gelu.apply(x, approximate=approximate)
+def gelu(x: Tensor, approximate: str = "none", inplace: bool = False) -> Tensor:
+    """GELU; `inplace=True` allows overwriting x's array when no graph is recorded (x must not be used again):
+    it saves allocating, and page-faulting in, a (B, T, F) array per layer at inference."""
+    return Gelu.apply(x, approximate=approximate, inplace=inplace)
 
 
 class Silu(Function):
@@ -180,28 +267,51 @@ def tanh(x: Tensor) -> Tensor:
 
 
 class Softmax(Function):
-    """y = exp(x - max) / sum(exp(x - max)) along `axis`.   dx = y * (g - sum(g * y, axis)).
+    """y = exp(z - max) / sum(exp(z - max)) along `axis`, z = x + mask.   dx = y * (g - sum(g * y, axis)).
 
     Subtracting the row max changes nothing mathematically and keeps exp() from overflowing; a row
     masked with a large finite negative number (BERT's additive mask) stays finite, never NaN.
+    Convention: `mask` is an optional constant array (no gradient) broadcast against x and added first, as
+    `softmax(x + mask)`; fused here it saves one pass over the (B, H, T, T) attention scores. With `inplace`
+    and nothing recorded, y is written into x's array.
     """
 
     @staticmethod
-    def forward(ctx, x, axis=-1):
-        y = x - x.max(axis=axis, keepdims=True)
-        np.exp(y, out=y)  # in place: attention scores are (B, H, T, T), the largest arrays in BERT
-        y /= y.sum(axis=axis, keepdims=True)
+    def forward(ctx, x, axis=-1, mask=None, inplace=False):
+        y = x if _may_overwrite(ctx, x, inplace) else np.empty(x.shape, x.dtype)
+        m = np.broadcast_to(mask, x.shape) if mask is not None else None
+        axis = axis % max(1, x.ndim)
+        # Block by block along axis 0 (the whole array at once when the softmax runs along axis 0).
+        for rows in _leading_blocks(x) if axis != 0 else [...]:
+            yb = y[rows]  # a view: every step below writes into y
+            zb = x[rows] if m is None else np.add(x[rows], m[rows], out=yb)
+            np.subtract(zb, zb.max(axis=axis, keepdims=True), out=yb)
+            np.exp(yb, out=yb)
+            yb /= yb.sum(axis=axis, keepdims=True)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved
-        return y * (g - (g * y).sum(axis=ctx.options.get("axis", -1), keepdims=True))
+        axis = ctx.options.get("axis", -1) % max(1, y.ndim)
+        dx = np.empty(y.shape, y.dtype)
+        for rows in _leading_blocks(y) if axis != 0 else [...]:
+            db, yb = dx[rows], y[rows]
+            np.multiply(g[rows], yb, out=db)
+            s = db.sum(axis=axis, keepdims=True)
+            np.subtract(g[rows], s, out=db)
+            db *= yb  # y * (g - sum(g * y))
+        return dx
 
 
-def softmax(x: Tensor, axis: int = -1) -> Tensor:
-    return Softmax.apply(x, axis=axis)
+def softmax(x: Tensor, axis: int = -1, mask=None, inplace: bool = False) -> Tensor:
+    """Softmax along `axis`; `mask` (optional constant, cast to x's dtype) is added to x first, e.g. an additive
+    attention mask (B, 1, 1, T) for scores (B, H, T, T). `inplace=True` allows overwriting x's array when no
+    graph is recorded (x must not be used again)."""
+    if mask is not None:
+        mask = np.asarray(mask.data if isinstance(mask, Tensor) else mask, dtype=x.dtype)
+    return Softmax.apply(x, axis=axis, mask=mask, inplace=inplace)
 
 
 def _log_softmax(x, axis):
@@ -283,21 +393,34 @@ class LayerNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-12):
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        rstd = 1.0 / np.sqrt(var + eps)
-        xhat = xc * rstd
+        y = np.empty(x.shape, np.result_type(x, weight, bias))
+        keep = _records(ctx)  # xhat and rstd are kept whole only when backward will need them
+        xhat = np.empty(x.shape, x.dtype) if keep else None
+        rstd = np.empty(x.shape[:-1] + (1,), x.dtype) if keep else None
+        for rows in _leading_blocks(x) if x.ndim > 1 else [...]:  # blocks of rows, each in cache
+            xb = x[rows]
+            xc = xb - xb.mean(axis=-1, keepdims=True)
+            rb = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)  # 1 / sqrt(var + eps)
+            xc *= rb  # xhat
+            np.multiply(xc, weight, out=y[rows])
+            y[rows] += bias
+            if keep:
+                xhat[rows], rstd[rows] = xc, rb
         ctx.save_for_backward(xhat, rstd, weight)
-        return xhat * weight + bias
+        return y
 
     @staticmethod
     def backward(ctx, g):
         xhat, rstd, weight = ctx.saved
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            gx = g * weight
-            dx = rstd * (gx - gx.mean(-1, keepdims=True) - xhat * (gx * xhat).mean(-1, keepdims=True))
+            dx = np.empty(xhat.shape, np.result_type(g, weight, xhat))
+            for rows in _leading_blocks(xhat) if xhat.ndim > 1 else [...]:  # blocks of rows, each in cache
+                gx, xb = g[rows] * weight, xhat[rows]
+                dxb = gx - gx.mean(-1, keepdims=True)
+                gx *= xb
+                dxb -= xb * gx.mean(-1, keepdims=True)
+                np.multiply(rstd[rows], dxb, out=dx[rows])  # rstd * (gx - mean(gx) - xhat * mean(gx * xhat))
         if ctx.needs_input_grad[1]:
             dw = unbroadcast(g * xhat, weight.shape)
         if ctx.needs_input_grad[2]:

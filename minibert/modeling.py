@@ -27,12 +27,13 @@ def activation(name: str):
     """The function a config's `hidden_act` names.
 
     Convention: "gelu" is the exact erf form (BERT, transformers); "gelu_new" and "gelu_pytorch_tanh" are
-    the tanh approximation.
+    the tanh approximation. The GELUs run with inplace=True: the activation is only applied to the fresh
+    output of BertIntermediate's dense layer, whose array it may then reuse at inference.
     """
     table = {
-        "gelu": lambda x: F.gelu(x, approximate="none"),
-        "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+        "gelu": lambda x: F.gelu(x, approximate="none", inplace=True),
+        "gelu_new": lambda x: F.gelu(x, approximate="tanh", inplace=True),
+        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh", inplace=True),
         "relu": F.relu,
         "silu": F.silu,
         "swish": F.silu,
@@ -73,7 +74,8 @@ class BertSelfAttention(nn.Module):
     softmax(Q K^T / sqrt(Dh) + mask) V, per head, with Q, K, V linear maps of the same x.
 
     Convention: the mask is additive, 0 for real tokens and the dtype's most negative finite number for
-    padding (as transformers), so a padded key gets probability exactly 0 and no row can become NaN.
+    padding (as transformers), so a padded key gets probability exactly 0 and no row can become NaN;
+    None means no padding.
     """
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
@@ -94,7 +96,8 @@ class BertSelfAttention(nn.Module):
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
-        probs = self.dropout(F.softmax(scores + additive_mask, axis=-1))  # mask (B, 1, 1, T) broadcasts
+        # scores is a fresh array used only here: at inference the softmax may overwrite it.
+        probs = self.dropout(F.softmax(scores, axis=-1, mask=additive_mask, inplace=True))  # mask (B, 1, 1, T)
         context = probs @ v  # (B, H, T, T) @ (B, H, T, Dh) -> (B, H, T, Dh)
         B, H, T, Dh = context.shape
         return context.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # (B, H, T, Dh) -> (B, T, D)
@@ -278,9 +281,13 @@ class BertModel(nn.Module):
         input_ids, attention_mask, token_type_ids, position_ids = check_inputs(
             self.config, input_ids, attention_mask, token_type_ids, position_ids)
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T) -> (B, T, D)
-        # 0 where attending is allowed, the most negative finite number where the key is padding.
-        additive_mask = (1.0 - attention_mask[:, None, None, :].astype(self.dtype)) * np.finfo(self.dtype).min
-        hidden_states = self.encoder(x, Tensor(additive_mask))  # L + 1 tensors (B, T, D); mask (B, 1, 1, T)
+        # 0 where attending is allowed, the most negative finite number where the key is padding; None (no mask
+        # to add) when nothing is padded.
+        additive_mask = None
+        if not attention_mask.all():
+            padding = 1.0 - attention_mask[:, None, None, :].astype(self.dtype)  # (B, 1, 1, T)
+            additive_mask = Tensor(padding * np.finfo(self.dtype).min)
+        hidden_states = self.encoder(x, additive_mask)  # L + 1 tensors (B, T, D); mask (B, 1, 1, T)
         last = hidden_states[-1]
         return BertModelOutput(
             last_hidden_state=last,

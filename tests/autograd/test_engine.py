@@ -247,12 +247,7 @@ def test_every_op_keeps_the_dtype_of_values_and_gradients(name, dtype):
     assert x.grad.dtype == dtype, f"{name}: grad {x.grad.dtype}"
 
 
-# Known silent upcast inside a backward (hidden from users by the engine's final cast to the input dtype):
-# ops.Max.backward divides g by an int64 tie count, and float32 / int64 is float64. Reported; ops.py is not ours.
-MAX_UPCAST = pytest.mark.xfail(strict=True, reason="ops.Max.backward: float32 g / int64 count -> float64")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=MAX_UPCAST) if n in ("max", "max_all") else n for n in OPS])
+@pytest.mark.parametrize("name", list(OPS))
 def test_every_backward_computes_in_float32_without_the_engines_cast(name):
     """Each node's own backward, called directly, must return float32 for float32 inputs (and each intermediate
     value must be float32): the engine's cast of every gradient would otherwise hide a float64 detour."""

@@ -263,3 +263,10 @@ def test_cast_gradient_comes_back_in_the_input_dtype():
     y.backward(w)
     assert x32.grad.dtype == np.float32
     np.testing.assert_array_equal(x32.grad, w.astype(np.float32))
+
+
+def test_pow_zero_has_zero_gradient_even_at_zero():
+    """d/dx x**0 = 0 everywhere; the general formula p * x**(p-1) would give 0 * inf = NaN at x = 0."""
+    z = Tensor(np.array([0.0, 1.0, -2.0]), requires_grad=True)
+    (z ** 0).sum().backward()
+    np.testing.assert_array_equal(z.grad, [0.0, 0.0, 0.0])
