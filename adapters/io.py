@@ -14,7 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from adapters.config import AdapterConfig
-from adapters.model import _config, add_adapter, base_model, policy_trains, remove_adapter, set_active_adapter
+from adapters.model import (
+    _config,
+    _registry,
+    active_adapter,
+    add_adapter,
+    base_model,
+    remove_adapter,
+    set_active_adapter,
+    task_parameters,
+)
 from minibert.weights import write_atomically
 
 CONFIG_NAME = "adapter_config.json"
@@ -23,9 +32,8 @@ FORMAT_VERSION = 1
 
 
 def adapter_state_dict(model, name: str) -> dict:
-    """{parameter name: array} of everything adapter `name`'s policy trains."""
-    config = _config(model, name)
-    return {k: p.data for k, p in model.named_parameters() if policy_trains(k, name, config)}
+    """{parameter name: array} of everything adapter `name`'s policy trains, as that task sees them."""
+    return task_parameters(model, name)
 
 
 def save_adapter(model, name: str, directory) -> dict:
@@ -82,9 +90,7 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
         add_adapter(model, name, config, set_active=False)
     else:
         _refuse_other_config(model, name, config, directory)
-    _copy_checked(model, tensors, f"adapter {name!r} from {directory}", name, remove_on_error=added)
-    if set_active:
-        set_active_adapter(model, name)
+    _copy_into_task(model, tensors, f"adapter {name!r} from {directory}", name, added, set_active)
     return name
 
 
@@ -101,6 +107,18 @@ def _refuse_other_config(model, name: str, config: AdapterConfig, source):
     if differ:
         raise ValueError(f"adapter {name!r} already on the model has another config than {source} "
                          f"({', '.join(differ)}); remove_adapter(model, {name!r}) first or load under another name")
+
+
+def _copy_into_task(model, tensors: dict, what: str, name: str, added: bool, set_active: bool):
+    """Copy the tensors in while task `name` is active (its LayerNorm / head values are then the model's),
+    then leave `name` active or go back to the adapter that was."""
+    previous = active_adapter(model)
+    set_active_adapter(model, name)
+    try:
+        _copy_checked(model, tensors, what, name, remove_on_error=added)
+    finally:
+        if not set_active or name not in _registry(model):
+            set_active_adapter(model, previous if previous in _registry(model) else None)
 
 
 def _copy_checked(model, tensors: dict, what: str, name: str, remove_on_error: bool = False):
@@ -228,9 +246,7 @@ def load_adapterhub(model, source, name: str, hub_name: str | None = None, confi
         add_adapter(model, name, config, set_active=False)
     else:
         _refuse_other_config(model, name, config, "the AdapterHub weights")
-    _copy_checked(model, ours, f"AdapterHub adapter {hub_name!r}", name, remove_on_error=added)
-    if set_active:
-        set_active_adapter(model, name)
+    _copy_into_task(model, ours, f"AdapterHub adapter {hub_name!r}", name, added, set_active)
     return name
 
 

@@ -46,6 +46,46 @@ def _config(model, name) -> AdapterConfig:
     return configs[name]
 
 
+def _task_state(model) -> dict:
+    """{adapter name, or None for the base model: {parameter name: array}}.
+
+    A policy may train base parameters (the original code trains every LayerNorm and the head): each task
+    then needs its own values of them, as in the paper, where only the adapters *and* these are per task.
+    The values of the task whose adapter is active live in the model's parameters; every other task's
+    (and the base model's) wait here. set_active_adapter swaps them.
+    """
+    if "adapter_task_state" not in model.__dict__:
+        object.__setattr__(model, "adapter_task_state", {None: {}})
+        object.__setattr__(model, "adapter_task_owner", None)  # whose values are in the parameters now
+    return model.adapter_task_state
+
+
+def _swap_task_state(model, new: str | None):
+    """Put task `new`'s values of the shared trained parameters into the model, keeping the outgoing task's."""
+    state = _task_state(model)
+    owner = model.adapter_task_owner
+    if owner == new:
+        return
+    params = dict(model.named_parameters())
+    for k in state.get(owner, {}):  # the outgoing task (or the base model) keeps what it has now
+        state[owner][k] = params[k].data.copy()
+    incoming = {**state[None], **state.get(new, {})}  # the base values for anything `new` does not own
+    for k, v in incoming.items():
+        params[k].data = v.copy()
+    object.__setattr__(model, "adapter_task_owner", new)
+
+
+def task_parameters(model, name: str) -> dict:
+    """{parameter name: array} of everything adapter `name`'s policy trains, as task `name` sees them
+    (its own LayerNorm / head values, also while another adapter is active)."""
+    config = _config(model, name)
+    state = _task_state(model)
+    values = {k: p.data for k, p in model.named_parameters() if policy_trains(k, name, config)}
+    if model.adapter_task_owner != name:
+        values.update(state.get(name, {}))
+    return values
+
+
 def add_adapter(model, name: str, config="houlsby", seed: int | None = 0, set_active: bool = True) -> AdapterConfig:
     """Insert adapter `name` (an AdapterConfig or a preset name) into every slot its placement names.
 
@@ -71,15 +111,28 @@ def add_adapter(model, name: str, config="houlsby", seed: int | None = 0, set_ac
                 d, m, config.non_linearity, config.init, config.init_std, config.parallel, config.layer_norm,
                 eps, dtype=bert.dtype, rng=rng)
     _registry(model)[name] = config
+    # The task starts from the base model's values of the base parameters its policy trains.
+    state = _task_state(model)
+    params = dict(model.named_parameters())
+    shared = [k for k in params if ".adapters." not in k and policy_trains(k, name, config)]
+    for k in shared:
+        if k not in state[None]:  # no task trains it yet, so the value in the model is the base model's
+            state[None][k] = params[k].data.copy()
+    state[name] = {k: state[None][k].copy() for k in shared}
     if set_active:
         set_active_adapter(model, name)
     return config
 
 
 def set_active_adapter(model, name: str | None):
-    """Make `name` the adapter every slot applies (None: the plain base model). Base weights never change."""
+    """Make `name` the adapter every slot applies (None: the plain base model).
+
+    Frozen base weights never change. The base parameters a policy trains (LayerNorms, head) are per task:
+    the outgoing task's values are kept aside and `name`'s (or, for None, the base model's) put in place.
+    """
     if name is not None:
         _config(model, name)
+    _swap_task_state(model, name)
     for _, _, slot in adapter_slots(model):
         slot.active_adapter = name if name in slot.adapters else None
 
@@ -94,12 +147,15 @@ def active_adapter(model) -> str | None:
 def remove_adapter(model, name: str):
     """Delete adapter `name` from every slot (deactivating it if it was active)."""
     _config(model, name)
+    if model.adapter_task_owner == name:
+        set_active_adapter(model, None)  # the base model's LayerNorm / head values come back
     for _, _, slot in adapter_slots(model):
         if name in slot.adapters:
             del slot.adapters[name]
         if slot.active_adapter == name:
             slot.active_adapter = None
     del _registry(model)[name]
+    del _task_state(model)[name]
 
 
 def is_layer_norm(param_name: str) -> bool:

@@ -198,3 +198,62 @@ def test_adapters_take_the_model_dtype(dtype):
     add_adapter(model, "t", "houlsby")
     assert {p.dtype for k, p in model.named_parameters() if ".adapters." in k} == {np.dtype(dtype)}
     assert logits(model.eval()).dtype == np.dtype(dtype)
+
+
+def _train_a_little(model, name, steps=3):
+    """A few AdamW steps of adapter `name` under its policy (here: adapters + LayerNorms + head)."""
+    trainable = train_adapter(model, name)
+    params = dict(model.named_parameters())
+    opt = AdamW([params[k] for k in trainable], lr=1e-2)
+    for _ in range(steps):
+        for p in params.values():
+            p.grad = None
+        loss_backward(model)
+        opt.step()
+    model.eval()
+
+
+def test_each_task_keeps_its_own_layer_norms_and_head():
+    """Houlsby's policy trains LayerNorms and the head per task: switching tasks swaps them, None restores the
+    base model's, and saving a task that is not active saves that task's values (Houlsby2019 §2.1)."""
+    model = build(BertForSequenceClassification, num_labels=3)
+    base_params, base_logits = snapshot(model), logits(model)
+    config = AdapterConfig(bottleneck_size=4, init="normal", init_std=0.05)
+    assert config.train_layer_norms and config.train_head
+    add_adapter(model, "a", config, seed=1)
+    add_adapter(model, "b", config, seed=2)
+    _train_a_little(model, "a")
+    a_params, a_logits = snapshot(model), logits(model)
+    ln = "bert.encoder.layer.0.output.LayerNorm.weight"
+    assert not np.array_equal(a_params[ln], base_params[ln])            # a's training moved the LayerNorms
+    assert not np.array_equal(a_params["classifier.weight"], base_params["classifier.weight"])
+
+    set_active_adapter(model, "b")                                       # b starts from the base values
+    b_start = snapshot(model)
+    for k in base_params:
+        assert np.array_equal(b_start[k], base_params[k]), k
+    _train_a_little(model, "b")
+    b_logits = logits(model)
+
+    set_active_adapter(model, None)                                      # the plain base model, bit for bit
+    assert_same_arrays(snapshot(model), base_params, keys=base_params)
+    np.testing.assert_array_equal(logits(model), base_logits)
+    set_active_adapter(model, "a")
+    assert_same_arrays(snapshot(model), a_params, keys=[k for k in a_params if ".adapters.b." not in k])
+    np.testing.assert_array_equal(logits(model), a_logits)
+    set_active_adapter(model, "b")
+    np.testing.assert_array_equal(logits(model), b_logits)
+
+    # Saved while b is active, a's file holds a's LayerNorms and head; loaded on a fresh base it is task a.
+    import tempfile
+
+    from adapters import load_adapter
+    with tempfile.TemporaryDirectory() as folder:
+        save_adapter(model, "a", folder)
+        fresh = build(BertForSequenceClassification, num_labels=3)
+        load_adapter(fresh, folder)
+        np.testing.assert_array_equal(logits(fresh), a_logits)
+
+    remove_adapter(model, "b")                                           # removing the active task: base again
+    assert active_adapter(model) is None
+    np.testing.assert_array_equal(logits(model), base_logits)
