@@ -9,7 +9,7 @@ from conftest import TOL
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from autograd import Tensor
+from autograd import Function, Tensor
 from autograd.gradcheck import gradcheck
 
 seeds = st.integers(0, 2**32 - 1)
@@ -38,3 +38,25 @@ def check_grads(fn, *inputs):
     projections v^T J u (a random upstream gradient v)."""
     assert gradcheck(fn, inputs, **TOL["gradcheck"])
     assert gradcheck(fn, inputs, fast=True, **TOL["gradcheck"])
+
+
+class Cube(Function):
+    """y = x^3 with dx = 3 x^2 g; `wrong_at` (a flat index, or "all") returns 2 x^2 g there instead:
+    a deliberately wrong backward for the gradient checker to catch. Reset wrong_at to None after use."""
+
+    wrong_at = None
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        factor = np.full(x.shape, 3.0)
+        if Cube.wrong_at == "all":
+            factor[...] = 2.0
+        elif Cube.wrong_at is not None:
+            factor.flat[Cube.wrong_at] = 2.0
+        return factor * x**2 * g

@@ -3,31 +3,11 @@ what disagreed; it refuses float32; it leaves its inputs as it found them."""
 
 import numpy as np
 import pytest
+from autograd_helpers import Cube
 from conftest import TOL
 
-from autograd import Function, Tensor
+from autograd import Tensor
 from autograd.gradcheck import GradcheckError, gradcheck
-
-
-class Cube(Function):
-    """y = x^3 with dx = 3 x^2 g; `wrong_at` (a flat index, or "all") returns 2 x^2 g there instead."""
-
-    wrong_at = None
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved
-        factor = np.full(x.shape, 3.0)
-        if Cube.wrong_at == "all":
-            factor[...] = 2.0
-        elif Cube.wrong_at is not None:
-            factor.flat[Cube.wrong_at] = 2.0
-        return factor * x**2 * g
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from autograd_helpers import away_from_zero, check_grads, leaf, nonscalar_shapes, seeds, shapes
+from autograd_helpers import Cube, away_from_zero, check_grads, leaf, nonscalar_shapes, seeds, shapes
 from conftest import TOL
 from hypothesis import given
 from hypothesis import strategies as st
@@ -230,25 +230,6 @@ def test_softmax_row_fully_masked_by_a_large_negative_additive_mask(dtype, mask_
 
 
 # ---- the gradient checker ------------------------------------------------------------------------------------------
-class Cube(Function):
-    """y = x^3; `wrong_at` (a flat index) gets 2 x^2 g instead of 3 x^2 g."""
-
-    wrong_at = None
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x**3
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved
-        factor = np.full(x.shape, 3.0)
-        if Cube.wrong_at is not None:
-            factor.flat[Cube.wrong_at] = 2.0
-        return factor * x**2 * g
-
-
 @pytest.fixture
 def cube():
     yield Cube
