@@ -31,11 +31,6 @@ WEIGHTS_NAME = "adapter.safetensors"
 FORMAT_VERSION = 1
 
 
-def adapter_state_dict(model, name: str) -> dict:
-    """{parameter name: array} of everything adapter `name`'s policy trains, as that task sees them."""
-    return task_parameters(model, name)
-
-
 def save_adapter(model, name: str, directory) -> dict:
     """Write adapter_config.json + adapter.safetensors for adapter `name`; returns sizes in bytes.
 
@@ -48,7 +43,7 @@ def save_adapter(model, name: str, directory) -> dict:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = _config(model, name)
-    tensors = {k: np.ascontiguousarray(v) for k, v in adapter_state_dict(model, name).items()}
+    tensors = {k: np.ascontiguousarray(v) for k, v in task_parameters(model, name).items()}
     bert = base_model(model)
     meta = {"format_version": FORMAT_VERSION, "name": name, "config": config.to_dict(),
             "base_model": {"hidden_size": bert.config.hidden_size, "num_hidden_layers": bert.config.num_hidden_layers,
