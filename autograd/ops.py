@@ -140,8 +140,8 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = x ** p for a constant p.   dx = g * p * x ** (p - 1), and 0 where p == 0 (y = 1 is constant;
-    the formula would give 0 * 0 ** -1 = NaN at x = 0)."""
+    """y = x ** p for a constant p (a number or an array broadcast against x).   dx = g * p * x ** (p - 1),
+    and 0 where p == 0 (y = 1 is constant; the formula would give 0 * 0 ** -1 = NaN at x = 0)."""
 
     @staticmethod
     def forward(ctx, x, exponent):
@@ -154,7 +154,8 @@ class Pow(Function):
         p = np.asarray(ctx.options["exponent"], dtype=x.dtype)
         with np.errstate(divide="ignore", invalid="ignore"):
             dx = g * p * x ** (p - 1)
-        return np.where(p == 0, np.zeros((), dtype=dx.dtype), dx)
+        # an array exponent may have broadcast x: the gradient is summed back to x's shape
+        return unbroadcast(np.where(p == 0, np.zeros((), dtype=dx.dtype), dx), x.shape)
 
 
 class Exp(Function):

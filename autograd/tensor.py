@@ -271,14 +271,8 @@ class Tensor:
         if isinstance(exponent, Tensor):
             # a ** b = exp(b log a), for a > 0
             return (exponent * self.log()).exp()
-        if np.ndim(exponent) == 0:
-            return ops.Pow.apply(self, exponent=float(exponent))
-        # A constant array of exponents (any sign of base): Pow computes elementwise, so self first gets the
-        # broadcast shape (through Add, whose backward sums the broadcast axes away again).
-        exponent = np.asarray(exponent, dtype=self.dtype if np.issubdtype(self.dtype, np.floating) else None)
-        shape = np.broadcast_shapes(self.shape, exponent.shape)
-        base = self if shape == self.shape else self + np.zeros(shape, dtype=self.dtype)
-        return ops.Pow.apply(base, exponent=exponent)
+        # a constant: a number, or an array broadcast against x (Pow's backward unbroadcasts)
+        return ops.Pow.apply(self, exponent=float(exponent) if np.ndim(exponent) == 0 else np.asarray(exponent))
 
     def __rpow__(self, base):
         # c ** x = exp(x log c), for a constant c > 0 (a number or an array, cast to self's dtype)
