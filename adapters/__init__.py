@@ -3,11 +3,13 @@
     from adapters import AdapterConfig, add_adapter, train_adapter, adapter_summary
     add_adapter(model, "sst2", "houlsby")      # 2 adapters per layer, m = 64
     trainable = train_adapter(model, "sst2")   # freezes everything the policy does not train
+
+Where to look: the adapter's equation and init in `bottleneck.py`, its placement in `bottleneck_slots`,
+what trains / is counted / is decayed in `policy.py`, the per-model state in `adapter_set.py`.
 """
 
-from adapters.config import PRESETS, AdapterConfig
-from adapters.io import export_adapterhub, load_adapter, load_adapterhub, save_adapter
-from adapters.model import (
+from adapters.adapter_set import (
+    AdapterSet,
     active_adapter,
     adapter_summary,
     add_adapter,
@@ -15,8 +17,14 @@ from adapters.model import (
     set_active_adapter,
     train_adapter,
 )
-from adapters.modules import BottleneckAdapter
+from adapters.adapterhub import export_adapterhub, load_adapterhub
+from adapters.bottleneck import BottleneckAdapter
+from adapters.config import PRESETS, AdapterConfig
+from adapters.io import load_adapter, save_adapter
+from adapters.kinds import KINDS, AdapterKind, AdapterModule, register_kind
+from adapters.policy import Policy, apply_policy, parameter_roles, weight_decay_groups
 
-__all__ = ["AdapterConfig", "PRESETS", "BottleneckAdapter", "add_adapter", "set_active_adapter", "active_adapter",
-           "remove_adapter", "train_adapter", "adapter_summary", "save_adapter", "load_adapter", "load_adapterhub",
-           "export_adapterhub"]
+__all__ = ["AdapterConfig", "PRESETS", "AdapterSet", "BottleneckAdapter", "AdapterModule", "AdapterKind", "KINDS",
+           "register_kind", "add_adapter", "set_active_adapter", "active_adapter", "remove_adapter", "train_adapter",
+           "adapter_summary", "save_adapter", "load_adapter", "load_adapterhub", "export_adapterhub", "Policy",
+           "apply_policy", "parameter_roles", "weight_decay_groups"]

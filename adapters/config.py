@@ -1,10 +1,10 @@
 """`AdapterConfig` and the named presets: the original code, the paper, AdapterHub, and the paper's ablations.
 
-Each preset reproduces one column of this table (DESIGN.md) by name:
+Each preset reproduces one column of this table by name (docs/conventions.md gives the sources):
 
 | thing         | "houlsby" (google-research/adapter-bert) | "houlsby-paper" (Houlsby2019) | "adapterhub-houlsby" |
 |---------------|------------------------------------------|-------------------------------|----------------------|
-| non-linearity | GELU, tanh form                          | same as the code              | swish                |
+| non-linearity | GELU, tanh form ("gelu_new")             | same as the code              | swish ("silu")       |
 | init          | truncated normal std 1e-3, zero biases   | std 1e-2 (§3.6: robust < 1e-2) | N(0, 0.02) ("bert")  |
 | trained       | adapters + every LayerNorm + head        | same                          | adapters + head      |
 | size          | m = 64                                   | m = 64 (of {8, 64, 256})      | reduction factor 16  |
@@ -13,9 +13,12 @@ Each preset reproduces one column of this table (DESIGN.md) by name:
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 
-NON_LINEARITIES = ("gelu_tanh", "gelu", "relu", "swish", "tanh")
+import autograd.functional as F
+
 INITS = ("truncated_normal", "normal", "zeros")
 PLACEMENTS = ("both", "attention", "ffn")
 
@@ -30,7 +33,8 @@ class AdapterConfig:
 
     bottleneck_size: int | None = 64        # M; None -> hidden_size / reduction_factor
     reduction_factor: float | None = None   # D / M, AdapterHub's way to give the size
-    non_linearity: str = "gelu_tanh"        # f: "gelu_tanh" (adapter-bert), "gelu", "relu", "swish", "tanh"
+    non_linearity: str = "gelu_new"         # f, by Hugging Face's name: "gelu_new" (tanh GELU, adapter-bert),
+                                            # "gelu", "relu", "silu", "tanh"; aliases such as "swish" accepted
     init: str = "truncated_normal"          # "truncated_normal" (cut at 2 std), "normal", "zeros" (W_up = 0)
     init_std: float = 1e-3                  # std of the weight init (biases start at zero)
     placement: str = "both"                 # "both" (Houlsby), "attention" or "ffn" sub-layer only
@@ -45,16 +49,20 @@ class AdapterConfig:
         if self.bottleneck_size is None and self.reduction_factor is None:
             problems.append("give bottleneck_size or reduction_factor")
         size = self.bottleneck_size
+        if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+            self.bottleneck_size = size = int(size)  # NumPy integers too; stored as a JSON-able int
         if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
             problems.append(f"bottleneck_size must be a positive integer, got {self.bottleneck_size!r}")
         if self.reduction_factor is not None and not self.reduction_factor > 0:
             problems.append(f"reduction_factor must be positive, got {self.reduction_factor!r}")
-        if self.non_linearity not in NON_LINEARITIES:
-            problems.append(f"non_linearity {self.non_linearity!r} is not one of {NON_LINEARITIES}")
+        try:  # one vocabulary: the activation registry's canonical names
+            self.non_linearity = F.canonical_activation(self.non_linearity)
+        except ValueError as e:
+            problems.append(f"non_linearity: {e}")
         if self.init not in INITS:
             problems.append(f"init {self.init!r} is not one of {INITS}")
-        if not self.init_std >= 0:
-            problems.append(f"init_std must be >= 0, got {self.init_std!r}")
+        if not (isinstance(self.init_std, numbers.Real) and 0 <= self.init_std < math.inf):
+            problems.append(f"init_std must be a finite number >= 0, got {self.init_std!r}")
         if self.placement not in PLACEMENTS:
             problems.append(f"placement {self.placement!r} is not one of {PLACEMENTS}")
         if problems:
@@ -92,7 +100,7 @@ class AdapterConfig:
         return cls.from_dict(fields)  # an unknown override is a ValueError naming it, as in from_dict
 
 
-_HOULSBY = dict(bottleneck_size=64, non_linearity="gelu_tanh", init="truncated_normal", init_std=1e-3,
+_HOULSBY = dict(bottleneck_size=64, non_linearity="gelu_new", init="truncated_normal", init_std=1e-3,
                 placement="both", parallel=False, layer_norm=False, train_layer_norms=True, train_head=True,
                 train_pooler=False)
 
@@ -110,7 +118,7 @@ PRESETS = {
     "adapterhub-houlsby": {
         "doc": "AdapterHub DoubleSeqBnConfig ('houlsby'): swish, reduction factor 16, N(0, 0.02) weights and zero "
                "biases ('bert' init), trains adapters + head only (LayerNorms frozen).",
-        "fields": {**_HOULSBY, "bottleneck_size": None, "reduction_factor": 16, "non_linearity": "swish",
+        "fields": {**_HOULSBY, "bottleneck_size": None, "reduction_factor": 16, "non_linearity": "silu",
                    "init": "normal", "init_std": 0.02, "train_layer_norms": False},
     },
     "pfeiffer": {

@@ -452,3 +452,19 @@ def mse_loss(input: Tensor, target) -> Tensor:
     """mean((input - target)^2)."""
     diff = input - target
     return (diff * diff).mean()
+
+
+ACTIVATIONS = {"gelu": lambda x: gelu(x, "none"), "gelu_new": lambda x: gelu(x, "tanh"),
+               "gelu_pytorch_tanh": lambda x: gelu(x, "tanh"), "relu": relu, "silu": silu, "tanh": tanh}
+ACTIVATION_ALIASES = {"swish": "silu", "gelu_tanh": "gelu_new", "gelu_orig": "gelu"}
+
+
+def canonical_activation(name: str) -> str:
+    name = ACTIVATION_ALIASES.get(name, name)
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}")
+    return name
+
+
+def activation(name: str):
+    return ACTIVATIONS[canonical_activation(name)]

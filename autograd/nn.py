@@ -2,8 +2,8 @@
 
 Assigning a `Parameter` or a `Module` to an attribute registers it, so `named_parameters()` yields
 `encoder.layer.0.attention.self.query.weight` for the tree a model builds. `state_dict()` maps those names
-to NumPy arrays; `load_state_dict()` is a checked copy that reports every missing, unexpected and
-mis-shaped key in one error.
+to NumPy arrays; `load_state_dict()` is a checked copy (`check_state`, the one check every loader makes)
+that reports every missing, unexpected, mis-shaped and non-finite tensor in one error.
 """
 
 from __future__ import annotations
@@ -14,6 +14,44 @@ import numpy as np
 
 import autograd.functional as F
 from autograd.tensor import Tensor
+
+
+class StateDictError(ValueError, KeyError):
+    """Tensors that do not fit a model; the message lists every problem at once.
+
+    Both a ValueError (bad data) and a KeyError (names that do not match), so either can be caught.
+    """
+
+    def __str__(self):  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def check_state(expected: dict, tensors: dict, *, what: str, required=None, allow_unexpected: bool = False):
+    """The one check every loader makes before copying tensors into a model.
+
+    expected: {name: shape} of the parameters the tensors may go into; tensors: {name: array}.
+    required: the names that must be present (default: all of `expected`). Raises StateDictError naming
+    every missing, unexpected (unless allow_unexpected), mis-shaped, non-floating-point and non-finite
+    (NaN / Inf) tensor: a wrong checkpoint must never load quietly.
+    """
+    required = expected if required is None else required
+    missing = [k for k in required if k not in tensors]
+    unexpected = [] if allow_unexpected else [k for k in tensors if k not in expected]
+    mis_shaped, not_float, not_finite = [], [], []
+    for k, v in tensors.items():
+        if k not in expected:
+            continue
+        if tuple(np.shape(v)) != tuple(expected[k]):
+            mis_shaped.append(f"{k}: checkpoint {tuple(np.shape(v))} vs model {tuple(expected[k])}")
+        elif not np.issubdtype(np.asarray(v).dtype, np.floating):
+            not_float.append(f"{k} ({np.asarray(v).dtype})")
+        elif not np.isfinite(v).all():
+            not_finite.append(k)
+    problems = [f"{label} ({len(items)}): " + ", ".join(items) for label, items in (
+        ("missing", missing), ("unexpected", unexpected), ("mis-shaped", mis_shaped),
+        ("not floating point", not_float), ("NaN or Inf values", not_finite)) if items]
+    if problems:
+        raise StateDictError(f"{what} does not fit the model:\n  " + "\n  ".join(problems))
 
 
 class Parameter(Tensor):
@@ -40,8 +78,12 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
-        self._parameters.pop(name, None)
-        self._modules.pop(name, None)
+        # Replacing a Parameter by a Parameter (or a Module by a Module) keeps its place in the registry, so
+        # swapping a sub-module leaves the order of named_parameters(), and of an optimizer's state, unchanged.
+        if not isinstance(value, Parameter):
+            self._parameters.pop(name, None)
+        if not isinstance(value, Module):
+            self._modules.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -66,10 +108,12 @@ class Module:
         for name, module in self._modules.items():
             yield from module.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def named_parameters(self, prefix: str = ""):
-        """Yield (dotted name, Parameter); a Parameter shared by two modules is yielded once."""
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """Yield (dotted name, Parameter); a Parameter shared by two modules is yielded once.
+        recurse=False: only this module's own parameters, not its sub-modules'."""
         seen = set()
-        for module_name, module in self.named_modules(prefix):
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
             for name, p in module._parameters.items():
                 if id(p) not in seen:
                     seen.add(id(p))
@@ -80,6 +124,27 @@ class Module:
 
     def children(self):
         return list(self._modules.values())
+
+    def named_children(self):
+        """(attribute name, module) of the direct sub-modules, in registration order."""
+        return list(self._modules.items())
+
+    def get_submodule(self, path: str) -> Module:
+        """The sub-module at a dotted path ("encoder.layer.0.output"); "" is self."""
+        module = self
+        for part in path.split(".") if path else ():
+            if part not in module._modules:
+                raise AttributeError(f"{type(module).__name__} has no sub-module {part!r} (looking up {path!r})")
+            module = module._modules[part]
+        return module
+
+    def set_submodule(self, path: str, module: Module):
+        """Put `module` at a dotted path in place of the one there (it keeps its place in the registry)."""
+        parent, _, name = path.rpartition(".")
+        owner = self.get_submodule(parent)
+        if name not in owner._modules:
+            raise AttributeError(f"{type(owner).__name__} has no sub-module {name!r} to replace (path {path!r})")
+        setattr(owner, name, module)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
@@ -117,28 +182,17 @@ class Module:
     def load_state_dict(self, state_dict, strict: bool = True):
         """Copy arrays into the parameters of the same name, cast to each parameter's dtype.
 
-        Every key and shape is checked before anything is copied; one error lists all problems. With
-        strict=False, missing and unexpected keys are returned instead (shape mismatches always raise).
-        Returns (missing_keys, unexpected_keys).
+        Every tensor is checked before anything is copied (`check_state`); one error lists all problems.
+        With strict=False, missing and unexpected keys are returned instead of raised (shapes, dtypes and
+        values are always checked). Returns (missing_keys, unexpected_keys).
         """
         own = dict(self.named_parameters())
-        missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
-        mis_shaped = [f"{k}: checkpoint {tuple(np.shape(v))} vs model {own[k].shape}"
-                      for k, v in state_dict.items() if k in own and tuple(np.shape(v)) != own[k].shape]
-        problems = []
-        if mis_shaped:
-            problems.append("mis-shaped: " + "; ".join(mis_shaped))
-        if strict and missing:
-            problems.append(f"missing ({len(missing)}): " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append(f"unexpected ({len(unexpected)}): " + ", ".join(unexpected))
-        if problems:
-            raise KeyError(f"load_state_dict into {type(self).__name__} failed:\n  " + "\n  ".join(problems))
+        check_state({k: p.shape for k, p in own.items()}, state_dict, what=f"state dict for {type(self).__name__}",
+                    required=own if strict else (), allow_unexpected=not strict)
         for k, v in state_dict.items():
             if k in own:
                 own[k].data = np.array(v, dtype=own[k].dtype, copy=True)
-        return missing, unexpected
+        return [k for k in own if k not in state_dict], [k for k in state_dict if k not in own]
 
     def extra_repr(self) -> str:
         return ""
@@ -253,7 +307,7 @@ class Sequential(ModuleList):
 
 
 class ModuleDict(Module):
-    """Modules registered under string keys (e.g. named adapters: `adapters.{name}.down.weight`)."""
+    """Modules registered under string keys: `{key}.weight` and so on."""
 
     def __init__(self, modules=None):
         super().__init__()

@@ -2,14 +2,14 @@
 
 Shape legend, used in every trailing comment of this package:
     B batch, T tokens, D hidden (hidden_size), H heads, Dh head dim (D / H), F intermediate,
-    V vocabulary, P positions, M adapter bottleneck, L layers.
+    V vocabulary, P positions, L layers.
 Weights keep the Hugging Face layout: `Linear.weight` is (out, in) and y = x @ W^T + b, so `state_dict()`
 has exactly the keys and shapes of a transformers `BertModel` checkpoint and compares tensor for tensor.
 
 Encoder layer (post-LN, Vaswani2017 §3.1 as BERT implements it):
-    a = Dropout(Dense(SelfAttention(x)));   x' = LayerNorm(x + Adapter(a))
-    f = Dropout(Dense(GELU(Dense(x'))));    y  = LayerNorm(x' + Adapter(f))
-where `Adapter` is the identity unless an adapter is active in that slot (Houlsby2019 §2.1, Fig. 2).
+    a = Dropout(Dense(SelfAttention(x)));   x' = LayerNorm(x + hook(a, x))
+    f = Dropout(Dense(GELU(Dense(x'))));    y  = LayerNorm(x' + hook(f, x'))
+where each `hook` is the identity unless a module has been attached there (see `SublayerOutput`).
 """
 
 from __future__ import annotations
@@ -103,37 +103,36 @@ class BertSelfAttention(nn.Module):
         return context.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # (B, H, T, Dh) -> (B, T, D)
 
 
-class AdapterSlotMixin:
-    """A place for named adapters between a sub-layer's dropout and its residual + LayerNorm.
+class SublayerOutput(nn.Module):
+    """The output half of a sub-layer with its residual:  y = LayerNorm(x + hook(Dropout(Dense(h)), x)).
 
-    `self.adapters` holds adapter modules by name; `self.active_adapter` names the one applied (or None).
-    An adapter is called as adapter(a, x) with a = Dropout(Dense(...)) the sub-layer output and x the
-    sub-layer input, and returns the new `a` (see adapters/ for Houlsby's sequential and parallel forms).
+    Ref: Vaswani2017 §3.1 (residual, then LayerNorm); Houlsby2019 §2.1, Fig. 2 (what goes in the hook).
+    Convention: `hook` is one generic slot between the sub-layer's dropout and its residual add, the place
+    where parameter-efficient methods insert their modules. None (the default) is the identity; otherwise a
+    function (a, x) -> a' of the sub-layer output a (B, T, D) and the sub-layer input x (B, T, D). Whoever
+    sets a hook registers the module behind it under a name of its choosing, so its parameters get
+    dotted names; the model itself never looks at them.
     """
 
-    def _init_adapter_slot(self):
-        self.adapters = nn.ModuleDict()
-        self.active_adapter = None
+    def __init__(self, config: BertConfig, n_in: int, dtype=np.float32, rng=None):
+        super().__init__()
+        self.dense = _linear(config, n_in, config.hidden_size, dtype, rng)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype)  # HF's name
+        self.dropout = nn.Dropout(config.hidden_dropout_prob, rng=rng)
+        self.hook = None
 
-    def _apply_adapter(self, a, x):
-        if self.active_adapter is None:
-            return a
-        return self.adapters[self.active_adapter](a, x)
+    def forward(self, h, x):
+        a = self.dropout(self.dense(h))  # (B, T, D or F) -> (B, T, D)
+        if self.hook is not None:
+            a = self.hook(a, x)
+        return self.LayerNorm(x + a)
 
 
-class BertSelfOutput(nn.Module, AdapterSlotMixin):
-    """y = LayerNorm(x + Adapter(Dropout(Dense(context))))."""
+class BertSelfOutput(SublayerOutput):
+    """After attention: y = LayerNorm(x + hook(Dropout(Dense(context)), x)), D -> D."""
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
-        super().__init__()
-        self.dense = _linear(config, config.hidden_size, config.hidden_size, dtype, rng)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob, rng=rng)
-        self._init_adapter_slot()
-
-    def forward(self, context, x):
-        a = self.dropout(self.dense(context))  # (B, T, D)
-        return self.LayerNorm(x + self._apply_adapter(a, x))
+        super().__init__(config, config.hidden_size, dtype, rng)
 
 
 class BertAttention(nn.Module):
@@ -158,19 +157,11 @@ class BertIntermediate(nn.Module):
         return self.act(self.dense(x))  # (B, T, D) -> (B, T, F)
 
 
-class BertOutput(nn.Module, AdapterSlotMixin):
-    """y = LayerNorm(x + Adapter(Dropout(Dense(h)))), F -> D."""
+class BertOutput(SublayerOutput):
+    """After the feed-forward network: y = LayerNorm(x + hook(Dropout(Dense(h)), x)), F -> D."""
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
-        super().__init__()
-        self.dense = _linear(config, config.intermediate_size, config.hidden_size, dtype, rng)
-        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob, rng=rng)
-        self._init_adapter_slot()
-
-    def forward(self, h, x):
-        f = self.dropout(self.dense(h))  # (B, T, F) -> (B, T, D)
-        return self.LayerNorm(x + self._apply_adapter(f, x))
+        super().__init__(config, config.intermediate_size, dtype, rng)
 
 
 class BertLayer(nn.Module):
@@ -271,6 +262,9 @@ class BertModel(nn.Module):
         self.embeddings = BertEmbeddings(config, dtype, rng)
         self.encoder = BertEncoder(config, dtype, rng)
         self.pooler = BertPooler(config, dtype, rng) if add_pooling_layer else None
+        # The parameters of the architecture itself: what a Hugging Face checkpoint holds and save_pretrained
+        # writes. Modules attached later through a hook are not among them.
+        self.checkpoint_names = frozenset(name for name, _ in self.named_parameters())
 
     @property
     def dtype(self):
@@ -328,6 +322,9 @@ class BertForSequenceClassification(nn.Module):
         p = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(p, rng=rng)
         self.classifier = _linear(config, config.hidden_size, config.num_labels, dtype, rng)
+        # The parameters of the architecture itself: what a Hugging Face checkpoint holds and save_pretrained
+        # writes. Modules attached later through a hook are not among them.
+        self.checkpoint_names = frozenset(name for name, _ in self.named_parameters())
 
     @property
     def dtype(self):

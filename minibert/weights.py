@@ -2,8 +2,8 @@
 
 The one place that maps checkpoint names onto model names: an optional `bert.` prefix is added or
 removed, old TF-era LayerNorm names `gamma` / `beta` become `weight` / `bias`, the `position_ids` buffer
-and pre-training heads (`cls.*`) are ignored, and then every key and every shape is checked: one error
-lists all missing, unexpected and mis-shaped tensors.
+and pre-training heads (`cls.*`) are ignored, and then every tensor is checked (`autograd.nn.check_state`):
+one error lists all missing, unexpected, mis-shaped and non-finite tensors.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autograd.nn import StateDictError, check_state
 from minibert.config import BertConfig
 from minibert.pretrained import resolve_model_dir
 
@@ -21,8 +22,9 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint whose tensors do not fit the model (the message lists every problem)."""
+class CheckpointError(StateDictError):
+    """A weights file that cannot be read, or whose tensors do not fit the model (the message lists every
+    problem)."""
 
 
 def read_safetensors(path) -> dict:
@@ -52,13 +54,14 @@ def _ignorable(key: str) -> bool:
 
 
 def match_checkpoint(model, tensors: dict, optional_prefixes=()) -> dict:
-    """Map checkpoint names to the model's parameter names, checking every key and shape.
+    """Map checkpoint names to the model's parameter names, then check every tensor (`check_state`).
 
-    optional_prefixes: model parameters that may be absent from the checkpoint (a new classification head).
+    Only the architecture's own parameters (`model.checkpoint_names`) are expected; optional_prefixes name
+    those that may be absent from the checkpoint (a new classification head).
     Returns {model name: array}; raises CheckpointError listing every problem at once.
     """
-    own = dict(model.named_parameters())
-    mapped, unexpected = {}, []
+    own = {k: p.shape for k, p in model.named_parameters() if k in model.checkpoint_names}
+    mapped, unexpected = {}, {}
     for key, value in tensors.items():
         name = _rename(key)
         candidates = (name, "bert." + name, name.removeprefix("bert."))
@@ -66,20 +69,12 @@ def match_checkpoint(model, tensors: dict, optional_prefixes=()) -> dict:
         if target is not None:
             mapped[target] = value
         elif not (_ignorable(name) or (name.startswith("classifier.") and "classifier.weight" not in own)):
-            unexpected.append(key)
-    missing = [k for k in own if k not in mapped and not k.startswith(tuple(optional_prefixes))
-               and ".adapters." not in k]
-    mis_shaped = [f"{k}: checkpoint {tuple(v.shape)} vs model {own[k].shape}"
-                  for k, v in mapped.items() if tuple(v.shape) != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing ({len(missing)}): " + ", ".join(missing))
-    if unexpected:
-        problems.append(f"unexpected ({len(unexpected)}): " + ", ".join(unexpected))
-    if mis_shaped:
-        problems.append(f"mis-shaped ({len(mis_shaped)}): " + "; ".join(mis_shaped))
-    if problems:
-        raise CheckpointError(f"checkpoint does not fit {type(model).__name__}:\n  " + "\n  ".join(problems))
+            unexpected[key] = value
+    required = [k for k in own if not k.startswith(tuple(optional_prefixes))]
+    try:
+        check_state(own, {**mapped, **unexpected}, what=f"checkpoint for {type(model).__name__}", required=required)
+    except StateDictError as e:
+        raise CheckpointError(str(e)) from None
     return mapped
 
 
@@ -114,8 +109,8 @@ def write_atomically(path, write) -> Path:
 
 
 def save_pretrained(model, directory) -> Path:
-    """Write config.json + model.safetensors that transformers loads; adapter parameters are left out
-    (they are saved on their own by adapters.save_adapter)."""
+    """Write config.json + model.safetensors that transformers loads: the architecture's own parameters
+    (`model.checkpoint_names`); modules attached through a hook are saved by whoever attached them."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     from safetensors.numpy import save_file
@@ -124,7 +119,7 @@ def save_pretrained(model, directory) -> Path:
     config["architectures"] = [type(model).__name__]
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items() if ".adapters." not in k}
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items() if k in model.checkpoint_names}
     # transformers expects the metadata format "pt"
     write_atomically(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     return directory

@@ -11,8 +11,28 @@ from conftest import tiny_config, tiny_inputs
 from hypothesis import strategies as st
 from scipy.special import erf
 
+from adapters import AdapterSet
 from autograd import Tensor, no_grad
 from minibert import BertForSequenceClassification, BertModel
+
+
+def configs(model) -> dict:
+    """The model's adapter configs by name (empty when it has none)."""
+    return AdapterSet.of(model).configs
+
+
+def slot_adapters(slot) -> dict:
+    """{adapter name: module} attached to a sub-layer output (empty when none is)."""
+    return dict(slot.adapters.items()) if "adapters" in dict(slot.named_children()) else {}
+
+
+def sublayer_slots(model):
+    """(path, "attention" or "ffn", module) of every place a bottleneck adapter can go."""
+    bert = getattr(model, "bert", model)
+    prefix = "bert." if bert is not model else ""
+    for i, layer in enumerate(bert.encoder.layer):
+        yield f"{prefix}encoder.layer.{i}.attention.output", "attention", layer.attention.output
+        yield f"{prefix}encoder.layer.{i}.output", "ffn", layer.output
 
 F64 = np.float64
 
@@ -76,16 +96,16 @@ def model_shapes(draw):
 
 
 placements = st.sampled_from(("both", "attention", "ffn"))
-non_linearities = st.sampled_from(("gelu_tanh", "gelu", "relu", "swish", "tanh"))
+non_linearities = st.sampled_from(("gelu_new", "gelu", "relu", "silu", "tanh"))
 model_classes = st.sampled_from((BertModel, BertForSequenceClassification))
 
 
 # ---- NumPy oracles --------------------------------------------------------------------------------------------
 NP_ACT = {
-    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))),
+    "gelu_new": lambda x: 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3))),
     "gelu": lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))),
     "relu": lambda x: np.maximum(x, 0.0),
-    "swish": lambda x: x / (1.0 + np.exp(-x)),
+    "silu": lambda x: x / (1.0 + np.exp(-x)),
     "tanh": np.tanh,
 }
 
@@ -134,7 +154,7 @@ def np_encoder_layer(layer, x, additive_mask, eps, adapter_name=None, placement=
     "after_ln": A(LN(x + a));  "on_sum": LN(A(x + a)).
     """
     def sub(slot, a, x):
-        adapter = slot.adapters[adapter_name] if adapter_name in slot.adapters else None
+        adapter = slot_adapters(slot).get(adapter_name)
         if adapter is None:
             return np_layer_norm(x + a, slot.LayerNorm, eps)
         if placement == "houlsby":

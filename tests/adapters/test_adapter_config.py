@@ -4,15 +4,16 @@ import math
 
 import pytest
 
+import autograd.functional as F
 from adapters import PRESETS, AdapterConfig
-from adapters.config import INITS, NON_LINEARITIES, PLACEMENTS
+from adapters.config import INITS, PLACEMENTS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_builds_and_round_trips_through_a_dict(name):
     config = AdapterConfig.from_preset(name)
     assert isinstance(config, AdapterConfig)
-    assert config.non_linearity in NON_LINEARITIES and config.init in INITS and config.placement in PLACEMENTS
+    assert config.non_linearity in F.ACTIVATIONS and config.init in INITS and config.placement in PLACEMENTS
     assert config.size_for(384) >= 1
     assert AdapterConfig.from_dict(config.to_dict()) == config
     assert PRESETS[name]["doc"].strip()
@@ -20,7 +21,7 @@ def test_every_preset_builds_and_round_trips_through_a_dict(name):
 
 def test_houlsby_is_the_original_code():
     c = AdapterConfig.from_preset("houlsby")
-    assert (c.bottleneck_size, c.non_linearity, c.init, c.init_std) == (64, "gelu_tanh", "truncated_normal", 1e-3)
+    assert (c.bottleneck_size, c.non_linearity, c.init, c.init_std) == (64, "gelu_new", "truncated_normal", 1e-3)
     assert (c.placement, c.parallel, c.layer_norm) == ("both", False, False)
     assert c.train_layer_norms is True and c.train_head is True and c.train_pooler is False
     assert c.sublayers == ("attention", "ffn")
@@ -38,7 +39,7 @@ def test_adapterhub_houlsby():
     c = AdapterConfig.from_preset("adapterhub-houlsby")
     assert c.bottleneck_size is None and c.reduction_factor == 16
     assert c.size_for(384) == 384 // 16 == 24 and c.size_for(768) == 48 and c.size_for(12) == 1  # at least 1
-    assert (c.non_linearity, c.init, c.init_std) == ("swish", "normal", 0.02)
+    assert (c.non_linearity, c.init, c.init_std) == ("silu", "normal", 0.02)
     assert c.train_layer_norms is False and c.train_head is True and c.train_pooler is False
     assert c.placement == "both" and not c.parallel
 
@@ -76,8 +77,8 @@ def test_overrides():
 @pytest.mark.parametrize("field, value", [
     ("bottleneck_size", 0), ("bottleneck_size", -3), ("bottleneck_size", 2.5), ("bottleneck_size", True),
     ("reduction_factor", 0), ("reduction_factor", -16), ("reduction_factor", math.nan),
-    ("non_linearity", "gelu_new"), ("non_linearity", "GELU"), ("init", "xavier"), ("init_std", -1e-3),
-    ("init_std", math.nan), ("placement", "output"),
+    ("non_linearity", "softplus"), ("non_linearity", "GELU"), ("init", "xavier"), ("init_std", -1e-3),
+    ("init_std", math.nan), ("init_std", math.inf), ("placement", "output"),
 ])
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -99,3 +100,17 @@ def test_unknown_preset_and_unknown_fields():
         AdapterConfig.from_dict({"bottleneck": 8})
     with pytest.raises(ValueError, match="bottleneck"):
         AdapterConfig.from_preset("houlsby", bottleneck=8)
+
+
+def test_activation_names_from_other_vocabularies_mean_the_same_function():
+    """adapter-bert's tanh GELU was saved as "gelu_tanh" and AdapterHub says "swish": both still load."""
+    assert AdapterConfig(non_linearity="gelu_tanh").non_linearity == "gelu_new"
+    assert AdapterConfig(non_linearity="swish").non_linearity == "silu"
+    assert AdapterConfig(non_linearity="gelu_tanh") == AdapterConfig(non_linearity="gelu_new")
+
+
+def test_a_numpy_integer_is_an_integer_size():
+    import numpy as np
+
+    config = AdapterConfig(bottleneck_size=np.int64(8))
+    assert config.bottleneck_size == 8 and type(config.bottleneck_size) is int

@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from adapter_helpers import configs
 from conftest import FIXTURES, TOL, have_default_model, require
 
 from adapters import export_adapterhub, load_adapterhub, set_active_adapter, train_adapter
@@ -49,8 +50,8 @@ def hub_run(request, golden):
 
 def test_adapterhub_config_is_understood(hub_run):
     _, model, _ = hub_run
-    config = model.adapter_configs["demo"]
-    assert config.non_linearity == "swish"
+    config = configs(model)["demo"]
+    assert config.non_linearity == "silu"
     assert config.size_for(384) == 12                  # reduction factor 32 on d = 384
     assert set(config.sublayers) == {"attention", "ffn"}
     assert not config.parallel and not config.layer_norm
@@ -127,5 +128,5 @@ def test_load_adapterhub_keeps_the_callers_config_and_refuses_another(golden):
     assert config.bottleneck_size is None
     assert config.to_dict() == given
     relu = AdapterConfig.from_preset("adapterhub-houlsby", bottleneck_size=12, non_linearity="relu")
-    with pytest.raises(ValueError, match="non_linearity: model 'swish' vs file 'relu'"):
+    with pytest.raises(ValueError, match="non_linearity: model 'silu' vs file 'relu'"):
         load_adapterhub(model, HUB, "demo", config=relu)

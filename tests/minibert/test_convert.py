@@ -6,7 +6,7 @@ import pytest
 from conftest import tiny_config, tiny_inputs
 
 from minibert import BertModel
-from minibert.cli import main
+from minibert_adapters.cli import main
 
 torch = pytest.importorskip("torch")
 

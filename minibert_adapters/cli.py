@@ -19,7 +19,7 @@ import numpy as np
 
 
 def _cmd_check(args) -> int:
-    from adapters.check import format_report, run_check
+    from minibert_adapters.check import format_report, run_check
 
     report = run_check(args.model, preset=args.preset, size=args.size, n_fd=args.fd_samples, seed=args.seed)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output folder (or a .safetensors file)")
     p.set_defaults(func=_cmd_convert)
 
-    from minibert.train import add_train_parser  # numpy + autograd only; a broken import must not hide `train`
+    from minibert_adapters.train_command import add_train_parser
 
     add_train_parser(sub)
     return parser

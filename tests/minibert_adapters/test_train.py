@@ -13,16 +13,11 @@ import pytest
 from conftest import ROOT, data_dir, have_default_model, require, tiny_config
 
 from minibert import BertForSequenceClassification
-from minibert.cli import main
-from minibert.data import Example
-from minibert.train import (
-    evaluate,
-    fine_tune,
-    load_trainer_state,
-    matthews,
-    save_trainer_state,
-    set_trainable,
-)
+from minibert_adapters.checkpoints import load_trainer_state, save_trainer_state
+from minibert_adapters.cli import main
+from minibert_adapters.data import Example
+from minibert_adapters.train_command import _subsample
+from minibert_adapters.training import TrainConfig, evaluate, fine_tune, matthews, set_trainable
 
 L = 2  # tiny_config's layers
 
@@ -133,7 +128,8 @@ def test_fine_tuning_learns_a_synthetic_task_deterministically():
         model = tiny_model()
         set_trainable(model, "full")
         before = dataset_loss(model, TRAIN)
-        result = fine_tune(model, DigitTokenizer(), TRAIN, DEV, steps=40, lr=1e-2, batch_size=16, max_length=16)
+        config = TrainConfig(steps=40, lr=1e-2, batch_size=16, max_length=16)
+        result = fine_tune(model, DigitTokenizer(), TRAIN, DEV, config)
         runs.append((before, dataset_loss(model, TRAIN), result))
     (before, after, result), (_, after2, result2) = runs
     assert after < 0.5 * before  # ln 2 = 0.693 -> about 0.15
@@ -149,7 +145,7 @@ def test_frozen_parameters_stay_bit_identical(mode):
     model = tiny_model()
     names = set(set_trainable(model, mode, size=5))
     before = snapshot(model)
-    fine_tune(model, DigitTokenizer(), TRAIN, DEV, steps=5, lr=1e-2, batch_size=16, max_length=16)
+    fine_tune(model, DigitTokenizer(), TRAIN, DEV, TrainConfig(steps=5, lr=1e-2, batch_size=16, max_length=16))
     after = snapshot(model)
     for n in before:
         if n in names:
@@ -162,7 +158,7 @@ def test_stop_and_resume_through_disk_is_bit_identical_to_an_uninterrupted_run(t
     kw = dict(steps=9, lr=1e-2, batch_size=16, max_length=16, eval_every=3)  # 4 batches/epoch: crosses an epoch
     straight = tiny_model()
     set_trainable(straight, "adapter", size=5)
-    expected = fine_tune(straight, DigitTokenizer(), TRAIN, DEV, **kw)
+    expected = fine_tune(straight, DigitTokenizer(), TRAIN, DEV, TrainConfig(**kw))
 
     calls, saved = [], {}
 
@@ -174,15 +170,15 @@ def test_stop_and_resume_through_disk_is_bit_identical_to_an_uninterrupted_run(t
 
     first = tiny_model()
     set_trainable(first, "adapter", size=5)
-    stopped = fine_tune(first, DigitTokenizer(), TRAIN, DEV, checkpoint=checkpoint,
-                        should_stop=lambda: len(calls) >= 1 and calls[-1][1] >= 4, save_every=2, **kw)
+    stopped = fine_tune(first, DigitTokenizer(), TRAIN, DEV, TrainConfig(save_every=2, **kw), checkpoint=checkpoint,
+                        should_stop=lambda: len(calls) >= 1 and calls[-1][1] >= 4)
     assert stopped["stopped"] and stopped["step"] == 5 and stopped["final"] is None
     assert calls == [("last", 2), ("best", 3), ("last", 3), ("last", 4), ("last", 5)]
 
     resumed = tiny_model()  # a fresh process would rebuild the model and copy the saved weights in
     set_trainable(resumed, "adapter", size=5)
     resumed.load_state_dict(saved)
-    result = fine_tune(resumed, DigitTokenizer(), TRAIN, DEV, state=load_trainer_state(tmp_path), **kw)
+    result = fine_tune(resumed, DigitTokenizer(), TRAIN, DEV, TrainConfig(**kw), state=load_trainer_state(tmp_path))
     assert not result["stopped"] and result["step"] == 9
     for n, p in straight.named_parameters():
         assert np.array_equal(dict(resumed.named_parameters())[n].data, p.data), n
@@ -194,14 +190,14 @@ def test_fine_tune_rejects_what_would_hang_or_crash():
     model = tiny_model()
     tok = DigitTokenizer()
     with pytest.raises(ValueError, match="no parameter requires grad"):
-        fine_tune(model.requires_grad_(False), tok, TRAIN, DEV, steps=1, lr=1e-3)
+        fine_tune(model.requires_grad_(False), tok, TRAIN, DEV, TrainConfig(steps=1, lr=1e-3))
     set_trainable(model, "full")
     with pytest.raises(ValueError, match="no training examples"):  # used to loop forever
-        fine_tune(model, tok, [], DEV, steps=1, lr=1e-3)
+        fine_tune(model, tok, [], DEV, TrainConfig(steps=1, lr=1e-3))
     with pytest.raises(ValueError, match="no dev examples"):
-        fine_tune(model, tok, TRAIN, [], steps=1, lr=1e-3)
+        fine_tune(model, tok, TRAIN, [], TrainConfig(steps=1, lr=1e-3))
     with pytest.raises(ValueError, match="steps must be a positive integer"):
-        fine_tune(model, tok, TRAIN, DEV, steps=0, lr=1e-3)
+        fine_tune(model, tok, TRAIN, DEV, TrainConfig(steps=0, lr=1e-3))
 
 
 def test_evaluate_and_matthews():
@@ -269,8 +265,7 @@ def test_train_writes_what_it_promises(straight):
     # The saved best adapter, loaded onto a fresh MiniLM, scores what was recorded.
     from adapters import load_adapter
     from minibert import Tokenizer
-    from minibert.data import read_task
-    from minibert.train import _subsample
+    from minibert_adapters.data import read_task
     model = BertForSequenceClassification.from_pretrained(num_labels=2)
     load_adapter(model, out / "best")
     dev = _subsample(read_task("sst2", "dev", data_dir()), 16, 0)
@@ -314,7 +309,7 @@ def test_ctrl_c_saves_the_last_step_and_exits_130(tmp_path):
     needs_real()
     out = tmp_path / "run"
     argv = small(out, "--steps", "500", "--log-every", "1")
-    proc = subprocess.Popen([sys.executable, "-m", "minibert.cli", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stdout:

@@ -13,8 +13,17 @@ import re
 
 import numpy as np
 
-from adapters.config import AdapterConfig
-from adapters.model import adapter_summary, add_adapter, remove_adapter, set_active_adapter, train_adapter
+from adapters import (
+    AdapterConfig,
+    Policy,
+    adapter_summary,
+    add_adapter,
+    parameter_roles,
+    remove_adapter,
+    set_active_adapter,
+    train_adapter,
+)
+from adapters.policy import trainable_names
 from autograd import no_grad
 
 SENTENCES = ["the movie was a delight from start to finish .",
@@ -71,19 +80,25 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
 
     # -- 1. parameter count ------------------------------------------------------------------------------------
     summary = adapter_summary(model, "check")
+    d, n_layers = bert.config.hidden_size, bert.config.num_hidden_layers
+    # What the config says should train, as arithmetic on the sizes (independent of the model's names):
+    # the adapters' formulas, 2D per base LayerNorm (embeddings + two per layer), the head, the pooler.
+    expected = (sum(r["formula"] for r in summary["modules"])
+                + (2 * d * (2 * n_layers + 1) if config.train_layer_norms else 0)
+                + ((d + 1) * model.config.num_labels if config.train_head else 0)
+                + (d * d + d if config.train_pooler else 0))
     facts["parameter_count"] = {
         "modules": summary["modules"],
         "expected_modules": bert.config.num_hidden_layers * len(config.sublayers),
         "adapter_parameters": summary["adapter_parameters"], "layer_norm_parameters": summary["layer_norm_parameters"],
         "head_parameters": summary["head_parameters"], "pooler_parameters": summary["pooler_parameters"],
-        "trainable_parameters": summary["trainable_parameters"],
+        "trainable_parameters": summary["trainable_parameters"], "expected_trainable_parameters": expected,
         "base_parameters": summary["base_parameters"], "percent_of_base": summary["percent_of_base"],
     }
     facts["parameter_count"]["ok"] = (
         all(r["formula"] == r["counted"] for r in summary["modules"])
         and len(summary["modules"]) == facts["parameter_count"]["expected_modules"]
-        and summary["trainable_parameters"] == summary["adapter_parameters"] + summary["layer_norm_parameters"]
-        + summary["head_parameters"] + summary["pooler_parameters"])
+        and summary["trainable_parameters"] == expected)
 
     # -- 3. gradients only where they belong ---------------------------------------------------------------------
     trainable = set(train_adapter(model, "check"))
@@ -92,11 +107,8 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
     loss.backward()
     params = dict(model.named_parameters())
     with_grad = {k for k, p in params.items() if p.grad is not None}
-    # What the policy should train, restated here from the config (not asked of train_adapter, which is under test).
-    should_train = {k for k in params if ".adapters.check." in k
-                    or (config.train_layer_norms and ".LayerNorm." in k and ".adapters." not in k)
-                    or (config.train_head and k.startswith("classifier."))
-                    or (config.train_pooler and ".pooler." in k)}
+    # What the policy trains, from the one rule (adapters.policy); train_adapter must have applied exactly it.
+    should_train = set(trainable_names(model, Policy.for_adapter("check", config)))
     facts["gradients"] = {
         "loss": float(loss.data), "trainable": len(trainable), "with_grad": len(with_grad),
         "frozen_without_grad": sum(1 for k in params if k not in should_train and params[k].grad is None),
@@ -110,7 +122,8 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
 
     # -- 3b. finite differences on a sample of adapter-gradient entries (float64) ---------------------------------
     rng = np.random.default_rng(seed)
-    adapter_names = [k for k in sorted(trainable) if ".adapters.check." in k]
+    roles = parameter_roles(model)
+    adapter_names = [k for k in sorted(trainable) if roles[k][0].adapter == "check"]
     chosen = rng.choice(len(adapter_names), size=min(n_fd, len(adapter_names)), replace=False)
     picks = [adapter_names[i] for i in chosen]
     # atol: float64 central differences on a loss of order 1 carry ~1e-16 / eps = 1e-10 of rounding noise, and
@@ -179,6 +192,7 @@ def format_report(report: dict) -> str:
               f"adapters {pc['adapter_parameters']:,}"
               f" + LayerNorms {pc['layer_norm_parameters']:,} + head {pc['head_parameters']:,}"
               f" + pooler {pc['pooler_parameters']:,} = {pc['trainable_parameters']:,} trainable"
+              f" (the config's policy: {pc['expected_trainable_parameters']:,})"
               f" = {pc['percent_of_base']:.2f}% of {pc['base_parameters']:,}", "",
               f"[{mark[ident['ok']]}] 2. identity at init",
               f"    W_up = 0: outputs bit-identical to the base model: {ident['zero_init_bit_identical']} "

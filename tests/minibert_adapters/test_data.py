@@ -1,7 +1,7 @@
 """The GLUE readers on the real files in $MINIBERT_DATA (default ../shared/data), and their errors.
 
 Counts and label counts are the ones ../shared/data/README.md documents; each is also recounted here from
-the raw file with csv / plain line reading, independently of minibert.data.
+the raw file with csv / plain line reading, independently of minibert_adapters.data.
 """
 
 import csv
@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from conftest import data_dir, require
 
-from minibert.data import TASKS, Example, default_data_dir, read_task
+from minibert_adapters.data import TASKS, Example, default_data_dir, read_task
 
 # (task, split) -> (rows, {label: count}) from ../shared/data/README.md; RTE: 0 = entailment.
 README = {

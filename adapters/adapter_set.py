@@ -1,0 +1,200 @@
+"""`AdapterSet`: the adapters of one model, and the functions that add, switch, remove and train them.
+
+Several named adapters (tasks) live on one frozen base model. The AdapterSet, kept on the model as
+`model.adapter_set`, owns all adapter state:
+
+- each adapter's config and, in every slot its kind names, its module (registered as
+  `<slot>.adapters.<name>`, so parameters are named `...attention.output.adapters.<name>.down.weight`);
+- which adapter is active: the slots' hooks point at its modules; None leaves every hook empty;
+- each task's own copies of the base modules its policy trains (LayerNorms, head, pooler). In the paper
+  these are part of what a task learns, so two tasks must not share them. Activating a task puts its
+  copies into the model *by reference* (`set_submodule`), and None puts the base model's own modules back,
+  so the base model comes back bit for bit and no values are ever copied between tasks.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+
+from adapters import bottleneck  # noqa: F401  (registers the "bottleneck" kind)
+from adapters.config import AdapterConfig
+from adapters.kinds import kind_of
+from adapters.policy import Policy, apply_policy, base_model, count_by_role, parameter_roles
+from autograd import nn
+
+
+class AdapterSet:
+    """The adapters on one model. Get it with `AdapterSet.of(model)`; the functions below wrap it."""
+
+    def __init__(self, model):
+        self.model = model
+        self.configs = {}        # adapter name -> its config (a copy, never the caller's object)
+        self.active = None       # the adapter the hooks apply, or None
+        self._slots = []         # the slot modules that hold an `adapters` ModuleDict
+        self._task_modules = {}  # adapter name -> {module path: the task's own copy of that base module}
+        self._base_modules = {}  # module path -> the base model's module there, for paths some task owns
+
+    @classmethod
+    def of(cls, model) -> AdapterSet:
+        """The model's AdapterSet, created empty the first time."""
+        found = getattr(model, "adapter_set", None)
+        if found is None:
+            base_model(model)  # a TypeError for a non-model, before anything is attached to it
+            model.adapter_set = found = cls(model)
+        return found
+
+    # ---- adding and removing ------------------------------------------------------------------------------
+    def config(self, name: str):
+        if name not in self.configs:
+            known = ", ".join(self.configs) or "none"
+            raise KeyError(f"no adapter named {name!r} on this model (adapters: {known})")
+        return self.configs[name]
+
+    def add(self, name: str, config, seed: int | None = 0):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"adapter name must be a Python identifier (it becomes part of parameter names), "
+                             f"got {name!r}")
+        config = AdapterConfig.from_preset(config) if isinstance(config, str) else config
+        if not dataclasses.is_dataclass(config) or isinstance(config, type):
+            raise TypeError(f"config must be an AdapterConfig or a preset name, got {type(config).__name__}")
+        kind = kind_of(config)
+        # A copy: the caller may go on to edit or reuse its object, which must not change this adapter.
+        config = dataclasses.replace(config)
+        if name in self.configs:
+            raise ValueError(f"an adapter named {name!r} already exists; remove_adapter(model, {name!r}) first")
+        bert = base_model(self.model)
+        rng = np.random.default_rng(seed)
+        for _, _, slot in kind.slots(bert, config):
+            if "adapters" not in dict(slot.named_children()):
+                slot.adapters = nn.ModuleDict()
+                self._slots.append(slot)
+            slot.adapters[name] = kind.build(name, config, bert.config, bert.dtype, rng)
+        self.configs[name] = config
+        # The task's own copies of the base modules its policy trains, made from the base model's.
+        policy = Policy.for_adapter(name, config)
+        owned = {}
+        for pname, (role, module, _) in parameter_roles(self.model).items():
+            path = pname.rpartition(".")[0]
+            if role.kind != "adapter" and policy.trains(role) and path not in owned:
+                # No task has owned `path` before, or its base module was kept: either way this is the base's.
+                owned[path] = copy.deepcopy(self._base_modules.setdefault(path, module))
+        self._task_modules[name] = owned
+        return config
+
+    def remove(self, name: str):
+        self.config(name)
+        if self.active == name:
+            self.activate(None)  # the base model's LayerNorm / head modules come back
+        for slot in self._slots:
+            if name in slot.adapters:
+                del slot.adapters[name]
+        del self.configs[name], self._task_modules[name]
+        still_owned = {path for modules in self._task_modules.values() for path in modules}
+        self._base_modules = {p: m for p, m in self._base_modules.items() if p in still_owned}
+
+    # ---- switching ------------------------------------------------------------------------------------------
+    def activate(self, name: str | None):
+        """Point every slot's hook at adapter `name`'s module (None: no hook) and put task `name`'s own base
+        modules in place (None: the base model's)."""
+        if name is not None:
+            self.config(name)
+        own = self._task_modules.get(name, {})
+        for path, base in self._base_modules.items():
+            self.model.set_submodule(path, own.get(path, base))
+        for slot in self._slots:
+            slot.hook = slot.adapters[name].forward if name in slot.adapters else None
+        self.active = name
+
+    # ---- what one task owns -------------------------------------------------------------------------------
+    def task_parameters(self, name: str) -> dict:
+        """{parameter name: Parameter} of everything adapter `name`'s policy trains, as task `name` sees them
+        (its own LayerNorm / head modules, also while another adapter is active)."""
+        policy = Policy.for_adapter(name, self.config(name))
+        own = self._task_modules[name]
+        found = {}
+        for pname, (role, _, p) in parameter_roles(self.model).items():
+            if policy.trains(role):
+                path, _, leaf = pname.rpartition(".")
+                found[pname] = dict(own[path].named_parameters(recurse=False))[leaf] if path in own else p
+        return found
+
+    def train(self, name: str) -> list:
+        self.activate(name)
+        trainable = apply_policy(self.model, Policy.for_adapter(name, self.config(name)))
+        self.model.train()
+        return trainable
+
+    def summary(self, name: str) -> dict:
+        config = self.config(name)
+        bert = base_model(self.model)
+        prefix = "" if bert is self.model else "bert."
+        rows = []
+        for path, sublayer, slot in kind_of(config).slots(bert, config):
+            module = slot.adapters[name]
+            rows.append({"module": f"{prefix}{path}.adapters.{name}", "sublayer": sublayer, **module.shape_info(),
+                         "formula": module.num_formula_parameters(), "counted": module.num_parameters()})
+        trained = set(self.task_parameters(name))
+        counts = count_by_role(self.model, trained)
+        base_total = sum(p.size for n, p in bert.named_parameters() if n in bert.checkpoint_names)
+        trainable = sum(counts.values())
+        return {
+            "adapter": name, "config": config.to_dict(), "modules": rows,
+            "adapter_parameters": counts.get("adapter", 0), "layer_norm_parameters": counts.get("layer_norm", 0),
+            "head_parameters": counts.get("head", 0), "pooler_parameters": counts.get("pooler", 0),
+            "trainable_parameters": trainable, "base_parameters": base_total,
+            "percent_of_base": 100.0 * trainable / base_total,
+        }
+
+
+# ---- the functional API -----------------------------------------------------------------------------------
+def add_adapter(model, name: str, config="houlsby", seed: int | None = 0, set_active: bool = True):
+    """Insert adapter `name` (an AdapterConfig or a preset name) into every slot its placement names.
+
+    The new adapters have the model's dtype; `seed` draws their init. Returns the config used (a copy).
+    """
+    adapter_set = AdapterSet.of(model)
+    config = adapter_set.add(name, config, seed)
+    if set_active:
+        adapter_set.activate(name)
+    return config
+
+
+def set_active_adapter(model, name: str | None):
+    """Make `name` the adapter the model applies (None: the plain base model, bit for bit).
+
+    Frozen base weights never change; the base modules a policy trains (LayerNorms, head) are per task.
+    """
+    AdapterSet.of(model).activate(name)
+
+
+def active_adapter(model) -> str | None:
+    return AdapterSet.of(model).active
+
+
+def remove_adapter(model, name: str):
+    """Delete adapter `name` from every slot (deactivating it first if it was active)."""
+    AdapterSet.of(model).remove(name)
+
+
+def train_adapter(model, name: str) -> list:
+    """Activate `name`, freeze every parameter its policy does not train, unfreeze those it does (see
+    adapters.policy), set train mode. Returns the names of the trainable parameters."""
+    return AdapterSet.of(model).train(name)
+
+
+def adapter_summary(model, name: str | None = None) -> dict:
+    """Parameter accounting for adapter `name` (default: the active one).
+
+    Returns a dict: per-module rows (module, D, M, formula 2MD + D + M (+2D with an inner LayerNorm),
+    counted), the adapter total, what the policy adds (LayerNorms 2D each, head, pooler), the trainable
+    total, the base model's size (the pretrained BertModel, without adapters or a task head) and the
+    trainable share of it in percent.
+    """
+    adapter_set = AdapterSet.of(model)
+    name = name if name is not None else adapter_set.active
+    if name is None:
+        raise ValueError("no adapter given and none is active")
+    return adapter_set.summary(name)

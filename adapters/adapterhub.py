@@ -1,0 +1,161 @@
+"""AdapterHub interop: load an AdapterHub Houlsby adapter, export ours under AdapterHub's names.
+
+AdapterHub (the `adapters` package, 1.x) is a PyTorch library whose import name is also `adapters`; it is
+never imported here. Its files are read and written with safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+import autograd.functional as F
+from adapters.adapter_set import AdapterSet
+from adapters.config import AdapterConfig
+from adapters.io import copy_into_adapter
+from adapters.policy import base_model
+from minibert.weights import read_safetensors, write_atomically
+
+# AdapterHub (adapters 1.x) names a Houlsby (DoubleSeqBnConfig) adapter's weights, inside BertModel:
+#   encoder.layer.{i}.attention.output.adapters.{name}.adapter_down.0.{weight,bias}   (Linear D -> M, then act)
+#   encoder.layer.{i}.attention.output.adapters.{name}.adapter_up.{weight,bias}       (Linear M -> D)
+#   encoder.layer.{i}.output.adapters.{name}.adapter_down.0 / adapter_up              (FFN side)
+# with a `bert.` prefix inside head models. Ours: ...adapters.{name}.down / .up.
+_HUB_KEY = re.compile(r"^(?:bert\.)?(encoder\.layer\.\d+\.(?:attention\.output|output))\.adapters\.([^.]+)\."
+                      r"(adapter_down\.0|adapter_up)\.(weight|bias)$")
+
+
+def config_from_adapterhub(hub: dict, hidden_size: int, bottleneck_size: int | None = None) -> AdapterConfig:
+    """Translate an AdapterHub bottleneck config dict (adapter_config.json's "config") into ours.
+
+    Only the Houlsby form is accepted: sequential adapters after dense + dropout, residual taken before
+    the original LayerNorm, which is applied after (original_ln_before False, original_ln_after True).
+    bottleneck_size: M read from the weights; when given it wins over D // reduction_factor (which
+    rounds down a float ratio such as 20 / 3 to the wrong M).
+    """
+    def get(key, default=None):
+        return hub.get(key, default)
+
+    problems = []
+    if get("original_ln_before", False):
+        problems.append("original_ln_before=True (Pfeiffer-style) is not the Houlsby placement")
+    if not get("original_ln_after", True):
+        problems.append("original_ln_after=False")
+    if get("is_parallel", False):
+        problems.append("is_parallel=True")
+    if get("scaling", 1.0) not in (1.0, 1, None):
+        problems.append(f"scaling={get('scaling')}")
+    if get("ln_before", False) or get("ln_after", False):
+        problems.append("adapter-internal LayerNorms (ln_before / ln_after)")
+    act = str(get("non_linearity", "swish")).lower()
+    try:
+        F.canonical_activation(act)
+    except ValueError:
+        problems.append(f"non_linearity {act!r}")
+    if problems:
+        raise ValueError("AdapterHub config is not a Houlsby adapter this reference reproduces: " + "; ".join(problems))
+    mh, out = get("mh_adapter", True), get("output_adapter", True)
+    placement = "both" if mh and out else "attention" if mh else "ffn"
+    if bottleneck_size is None:
+        bottleneck_size = int(hidden_size // float(get("reduction_factor", 16)))
+    return AdapterConfig(bottleneck_size=bottleneck_size,
+                         non_linearity=act, init="normal", init_std=0.02, placement=placement,
+                         train_layer_norms=False, train_head=True)
+
+
+def _read_hub(source):
+    """(tensors, hub config dict or None) from an AdapterHub folder or a state dict."""
+    if isinstance(source, dict):
+        return source, None
+    folder = Path(source)
+    config = None
+    if (folder / "adapter_config.json").is_file():
+        config = json.loads((folder / "adapter_config.json").read_text())
+        config = config.get("config", config)
+    # adapter.safetensors: what AdapterHub's save_adapter(..., use_safetensors=True) writes.
+    for fname in ("adapter.safetensors", "adapter_weights.safetensors", "pytorch_adapter.safetensors"):
+        if (folder / fname).is_file():
+            return read_safetensors(folder / fname), config
+    if (folder / "pytorch_adapter.bin").is_file():
+        raise ValueError(f"{folder} holds pytorch_adapter.bin (a pickle); convert it to safetensors with torch "
+                         "(torch.load(..., weights_only=True)) first: this library never unpickles")
+    raise FileNotFoundError(f"no AdapterHub adapter weights (*.safetensors) in {folder}")
+
+
+def load_adapterhub(model, source, name: str, hub_name: str | None = None, config: AdapterConfig | None = None,
+                    set_active: bool = True) -> str:
+    """Load an AdapterHub Houlsby adapter (folder or state dict) into `model` as adapter `name`.
+
+    hub_name: the adapter's name inside the AdapterHub weight keys (default: the only one there).
+    """
+    tensors, hub_config = _read_hub(source)
+    bert = base_model(model)
+    matches = {k: _HUB_KEY.match(k) for k in tensors}
+    bad = [k for k, m in matches.items() if m is None]
+    if bad:
+        raise KeyError(f"not AdapterHub Houlsby adapter weights: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
+    names = sorted({m.group(2) for m in matches.values()})
+    hub_name = hub_name or (names[0] if len(names) == 1 else None)
+    if hub_name not in names:
+        raise KeyError(f"choose hub_name among the adapters in the weights: {names}")
+    prefix = "bert." if getattr(model, "bert", None) is not None else ""
+    ours = {}
+    for key, m in matches.items():
+        if m.group(2) == hub_name:
+            part = "down" if m.group(3).startswith("adapter_down") else "up"
+            ours[f"{prefix}{m.group(1)}.adapters.{name}.{part}.{m.group(4)}"] = tensors[key]
+    downs = [v for k, v in ours.items() if k.endswith(".down.weight")]  # (M, D): the weights say what M is
+    if config is None:
+        # Without a config file (a state dict), the weights also say which sub-layers have adapters.
+        slots = [m.group(1) for m in matches.values() if m.group(2) == hub_name]
+        present = {"mh_adapter": any(s.endswith(".attention.output") for s in slots),
+                   "output_adapter": any(not s.endswith(".attention.output") for s in slots)}
+        config = config_from_adapterhub({**present, **(hub_config or {})}, bert.config.hidden_size,
+                                        int(downs[0].shape[0]) if downs else None)
+    elif downs and config.bottleneck_size is None:
+        config = dataclasses.replace(config, bottleneck_size=int(downs[0].shape[0]))  # never edit the caller's
+    # AdapterHub keeps the head apart from the adapter: only the adapter's own tensors are required.
+    copy_into_adapter(model, name, config, ours, f"AdapterHub adapter {hub_name!r}", adapter_only=True,
+                      set_active=set_active)
+    return name
+
+
+def export_adapterhub(model, name: str, directory=None, hub_name: str | None = None) -> dict:
+    """Adapter `name`'s weights under AdapterHub's key names (BertModel layout, no `bert.` prefix).
+
+    With `directory`, also writes adapter_weights.safetensors and an adapter_config.json in AdapterHub's
+    DoubleSeqBnConfig vocabulary. Returns the state dict.
+    """
+    config = AdapterSet.of(model).config(name)
+    hub_name = hub_name or name
+    if config.parallel or config.layer_norm:
+        raise ValueError("AdapterHub's DoubleSeqBnConfig has no parallel / inner-LayerNorm variant to export to")
+    out = {}
+    for key, p in model.named_parameters():
+        m = re.match(rf"^(?:bert\.)?(.+)\.adapters\.{re.escape(name)}\.(down|up)\.(weight|bias)$", key)
+        if m:
+            part = "adapter_down.0" if m.group(2) == "down" else "adapter_up"
+            out[f"{m.group(1)}.adapters.{hub_name}.{part}.{m.group(3)}"] = np.ascontiguousarray(p.data)
+    if directory is not None:
+        from safetensors.numpy import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        d = base_model(model).config.hidden_size
+        m = config.size_for(d)
+        reduction_factor = d / m
+        while int(d // reduction_factor) < m:  # AdapterHub takes M = int(D // reduction_factor): 20 // (20 / 3) = 2
+            reduction_factor = float(np.nextafter(reduction_factor, 0.0))
+        hub_config = {"architecture": "bottleneck", "mh_adapter": "attention" in config.sublayers,
+                      "output_adapter": "ffn" in config.sublayers, "reduction_factor": reduction_factor,
+                      # AdapterHub's name for SiLU is "swish"
+                      "non_linearity": {"silu": "swish"}.get(config.non_linearity, config.non_linearity),
+                      "original_ln_before": False, "original_ln_after": True, "residual_before_ln": True, "scaling": 1.0, "is_parallel": False,
+                      "ln_before": False, "ln_after": False}
+        write_atomically(directory / "adapter_weights.safetensors", lambda p: save_file(out, str(p)))
+        (directory / "adapter_config.json").write_text(json.dumps({"config": hub_config, "name": hub_name}, indent=2))
+    return out

@@ -1,0 +1,332 @@
+"""The `minibert train` command: options, run folders, --resume / --overwrite, Ctrl-C and time limits.
+
+The loop itself is `training.fine_tune`; saving is `checkpoints`; this module only turns options into a
+run and reports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from adapters import load_adapter, save_adapter
+from minibert import BertForSequenceClassification, Tokenizer
+from minibert_adapters.checkpoints import (
+    HISTORY,
+    existing_dir,
+    load_trainer_state,
+    replace_dir,
+    save_trainer_state,
+    write_json,
+)
+from minibert_adapters.data import TASKS, read_task
+from minibert_adapters.training import ADAPTER_NAME, MODES, TrainConfig, fine_tune, set_trainable
+
+# Options that define a run: on --resume they default to the saved values, and a different value is an error.
+RUN_DEFAULTS = {"task": "sst2-sentences", "mode": "adapter", "preset": "houlsby", "size": None, "top_k": 1,
+                "steps": 100, "lr": None, "batch_size": 32, "max_length": 128, "train_limit": None,
+                "eval_limit": None, "seed": 0, "model": None}
+# Options that only steer evaluation, saving and printing: on --resume they default to the saved values too,
+# but may be changed.
+STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10}
+DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5}
+
+TRAIN_EPILOG = """\
+output (--out DIR):
+  DIR/history.json  settings, status (running / stopped / complete), every step's loss, the dev results, best
+  DIR/best/         the adapter (adapter_config.json + adapter.safetensors; load with adapters.load_adapter)
+                    or, in the other modes, the whole model (config.json + model.safetensors) with the best
+                    dev score so far, and metrics.json
+  DIR/last/         the same for the latest step, plus trainer_state.json + optimizer.npz for --resume
+  Each folder is written beside the old one and swapped in, so a crash or Ctrl-C never loses it.
+  Saved after every evaluation, every --save-every steps, at the end, and on Ctrl-C (first Ctrl-C: finish
+  the step, save, exit 130; second: abort at once).
+
+second runs:
+  An --out that already holds a run is refused unless
+  --resume     continue it to its --steps: options not given are taken from the run; a different value is an
+               error, except for --eval-every / --save-every / --log-every; a complete run is only reported.
+               The result has the same weights as a run that was never stopped (on the same machine).
+  --overwrite  delete its history.json, best/ and last/ and start again.
+
+exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad input, 130 interrupted.
+"""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def add_train_parser(sub):
+
+
+    p = sub.add_parser(
+        "train", help="fine-tune on GLUE data (adapters, full, layernorm or top-k)",
+        description="Fine-tune the embedded all-MiniLM-L6-v2 (or --model) on a GLUE-style task from "
+                    "$MINIBERT_DATA (default ../shared/data), with Houlsby adapters or a baseline, "
+                    "printing progress and evaluating on the dev set. Example: minibert train --task sst2 "
+                    "--train-limit 2000 --steps 200 --batch-size 16 --max-length 64 --eval-every 50 --out runs/sst2",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=list(TASKS), help="default sst2-sentences (6,920 train sentences)")
+    p.add_argument("--mode", choices=MODES, help="what trains (default adapter): adapter = the preset's policy, "
+                                                "full = everything, layernorm = LayerNorms + head, top-k")
+    p.add_argument("--preset", help="adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)")
+    p.add_argument("--size", type=_positive_int, help="adapter bottleneck size M (default: the preset's, 64)")
+    p.add_argument("--top-k", type=_positive_int, help="encoder layers trained in mode top-k (default 1)")
+    p.add_argument("--steps", type=_positive_int, help="optimizer steps (default 100)")
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 3e-4 for adapter and layernorm, "
+                                                      "3e-5 for full and top-k)")
+    p.add_argument("--batch-size", type=_positive_int, help="default 32")
+    p.add_argument("--max-length", type=_positive_int, help="tokens per example, longer ones are cut (default 128)")
+    p.add_argument("--train-limit", type=_positive_int,
+                   help="train on a random sample of N training examples (drawn with --seed; default: all)")
+    p.add_argument("--eval-limit", type=_positive_int,
+                   help="evaluate on a fixed random sample of N dev examples (the same for every seed; default: all)")
+    p.add_argument("--seed", type=_non_negative_int,
+                   help="adapter / head initialisation, data order, dropout (default 0)")
+    p.add_argument("--model", help="Hugging Face folder; default: the embedded all-MiniLM-L6-v2")
+    p.add_argument("--eval-every", type=_non_negative_int,
+                   help="evaluate on dev every N steps (default 0: only after the last step)")
+    p.add_argument("--save-every", type=_non_negative_int,
+                   help="also save last/ every N steps (default 25; 0: only at evaluations and the end)")
+    p.add_argument("--log-every", type=_positive_int, help="print a progress line every N steps "
+                                                                     "(default 10; always the first and last)")
+    p.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
+                   help="stop (and save) after the first step that ends past this many seconds of training")
+    p.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
+    p.add_argument("--out", help="folder for the best / last adapter (or model) and history.json; "
+                                 "without it nothing is saved")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    again.add_argument("--overwrite", action="store_true", help="discard the run saved in --out and start again")
+    p.set_defaults(func=_cmd_train)
+
+
+def _subsample(examples, n, seed):
+    if n is None or n >= len(examples):
+        return list(examples)
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=n, replace=False))
+    return [examples[i] for i in keep]
+
+
+class _Stop:
+    """should_stop for fine_tune: True after a first Ctrl-C or SIGTERM (a second one aborts at once), or past
+    the time limit. SIGTERM is what `timeout`, batch schedulers and `docker stop` send: it saves like Ctrl-C."""
+
+    def __init__(self, time_limit):
+        self.time_limit, self.start = time_limit, time.perf_counter()
+        self.interrupted, self.timed_out, self.signal_name = False, False, None
+
+    def on_signal(self, signum, frame):
+        if self.interrupted:
+            raise KeyboardInterrupt
+        self.interrupted, self.signal_name = True, "interrupted" if signum == signal.SIGINT else "terminated"
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{what}: stopping after this step and saving ({what} again to abort at once)", file=sys.stderr,
+              flush=True)
+
+    @contextlib.contextmanager
+    def handling_signals(self):
+        """Route SIGINT and SIGTERM here while training (only the main thread may set handlers)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                    signal.signal(sig, handler)
+
+    def __call__(self):
+        if self.time_limit is not None and time.perf_counter() - self.start > self.time_limit:
+            self.timed_out = True
+        return self.interrupted or self.timed_out
+
+
+def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
+    """The run's settings from the options, the defaults and (with --resume) the saved run."""
+    given = {k: getattr(args, k) for k in RUN_DEFAULTS}
+    saved = None
+    history_file = out / HISTORY if out is not None else None
+    if args.resume:
+        if out is None:
+            raise ValueError("--resume needs --out (the folder of the run to continue)")
+        if not history_file.is_file():
+            raise FileNotFoundError(f"{history_file} not found: there is no run in {out} to resume")
+        saved = json.loads(history_file.read_text())
+        differ = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved['settings'][k]})"
+                  for k in RUN_DEFAULTS if given[k] is not None and given[k] != saved["settings"][k]]
+        if differ:
+            raise ValueError("--resume continues a run with its own settings; these differ: " + "; ".join(differ))
+        settings = {k: saved["settings"][k] for k in RUN_DEFAULTS}
+        settings.update({k: saved["settings"].get(k, v) if getattr(args, k) is None else getattr(args, k)
+                         for k, v in STEERING_DEFAULTS.items()})
+    else:
+        if history_file is not None and history_file.is_file() and not args.overwrite:
+            status = json.loads(history_file.read_text())
+            raise ValueError(f"{out} already holds a training run ({status.get('status')}, step "
+                             f"{status.get('step')} of {status['settings']['steps']}); pass --resume to continue "
+                             "it or --overwrite to start again")
+        settings = {k: RUN_DEFAULTS[k] if given[k] is None else given[k] for k in RUN_DEFAULTS}
+        settings["lr"] = settings["lr"] or DEFAULT_LR[settings["mode"]]
+        settings.update({k: v if getattr(args, k) is None else getattr(args, k) for k, v in STEERING_DEFAULTS.items()})
+    return settings, saved
+
+
+def _cmd_train(args) -> int:
+    out = Path(args.out) if args.out else None
+    s, saved = _resolve_settings(args, out)
+    if saved is not None and saved.get("status") == "complete":
+        best = saved.get("best") or {}
+        print(f"{out} holds a complete run ({saved['step']} steps); final dev {json.dumps(saved.get('final'))}; "
+              f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
+        return 0
+    task = TASKS[s["task"]]
+    train_ex = _subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
+    dev_ex = _subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
+    tok = Tokenizer.from_pretrained(s["model"])
+    model, state, n_train, n_total = _build_model(s, task, out if saved is not None else None)
+    print(f"{s['task']}: {len(train_ex):,} train / {len(dev_ex):,} dev examples; mode {s['mode']}"
+          f"{' (' + s['preset'] + ')' if s['mode'] == 'adapter' else ''}; {n_train:,} trainable parameters "
+          f"({100 * n_train / n_total:.2f}% of the {n_total:,} of the pretrained model); lr {s['lr']:g}; "
+          f"{s['steps']} steps of {s['batch_size']} (max length {s['max_length']}); metric {task.metric}", flush=True)
+    if state is not None:
+        print(f"resuming {out} at step {state['step']}", flush=True)
+    elif saved is not None:
+        print(f"{out} has no saved step yet: starting the run again from step 0")
+    if out is None:
+        print("not saving anything (give --out DIR to keep the trained weights)", flush=True)
+
+    record = {"settings": {**s, "n_train": len(train_ex), "n_dev": len(dev_ex), "trainable_parameters": n_train},
+              "status": "running", "step": state["step"] if state else 0, "best": state["best"] if state else None,
+              "final": None, "history": state["history"] if state else []}
+    if out is not None:
+        _start_run_folder(out, record, args.overwrite)
+    config = TrainConfig(steps=s["steps"], lr=s["lr"], batch_size=s["batch_size"], max_length=s["max_length"],
+                         seed=s["seed"], metric=task.metric, eval_every=s["eval_every"], save_every=s["save_every"])
+    stop = _Stop(args.time_limit)
+    try:
+        with stop.handling_signals():
+            result = fine_tune(model, tok, train_ex, dev_ex, config, log=_progress_printer(s, task, state),
+                               checkpoint=_checkpointer(model, s["mode"], out, record) if out else None,
+                               should_stop=stop, state=state)
+    except KeyboardInterrupt:
+        saved_at = f"; {out}/last holds the last saved step" if out is not None else ""
+        print(f"aborted{saved_at}", file=sys.stderr)
+        return 130
+    record.update(status="stopped" if result["stopped"] else "complete", step=result["step"], best=result["best"],
+                  final=result["final"], history=result["history"])
+    if out is not None:
+        write_json(out / HISTORY, record)
+    return _report(result, s, task, out, stop, args.time_limit)
+
+
+def _build_model(s: dict, task, resume_from: Path | None):
+    """The model for the run, with its trainable set, restored from `resume_from`/last when there is one.
+    Returns (model, trainer state or None, trainable parameter count, pretrained model's parameter count)."""
+    last = existing_dir(resume_from / "last") if resume_from is not None else None
+    source = last if last is not None and s["mode"] != "adapter" else s["model"]
+    model = BertForSequenceClassification.from_pretrained(source, num_labels=task.num_labels, seed=s["seed"])
+    trainable = set(set_trainable(model, s["mode"], s["preset"], s["size"], s["top_k"], s["seed"]))
+    state = None
+    if last is not None:
+        if s["mode"] == "adapter":
+            load_adapter(model, last, ADAPTER_NAME)
+        state = load_trainer_state(last)
+    n_train = sum(p.size for n, p in model.named_parameters() if n in trainable)
+    n_total = sum(p.size for n, p in model.bert.named_parameters() if n in model.bert.checkpoint_names)
+    return model, state, n_train, n_total
+
+
+def _start_run_folder(out: Path, record: dict, overwrite: bool):
+    out.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        for name in ("best", "last", "best.old", "last.old", ".best.tmp", ".last.tmp", HISTORY):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    write_json(out / HISTORY, record)
+
+
+def _checkpointer(model, mode: str, out: Path, record: dict):
+    """checkpoint(kind, trainer_state) for fine_tune: the adapter (or whole model) into out/kind, swapped in."""
+    def checkpoint(kind, st):
+        tmp = out / f".{kind}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        if mode == "adapter":
+            save_adapter(model, ADAPTER_NAME, tmp)
+        else:
+            model.save_pretrained(tmp)
+        if kind == "last":
+            save_trainer_state(tmp, st)
+        else:
+            write_json(tmp / "metrics.json", st["best"])
+        replace_dir(tmp, out / kind)
+        record.update(step=st["step"], best=st["best"], history=st["history"])
+        write_json(out / HISTORY, record)
+    return checkpoint
+
+
+def _progress_printer(s: dict, task, state):
+    """log(row) for fine_tune: a line every --log-every steps, at the first and last, and at evaluations."""
+    def log(row):
+        first_or_last = row["step"] in (1, s["steps"]) or (state is not None and row["step"] == state["step"] + 1)
+        if "dev" not in row and row["step"] % s["log_every"] and not first_or_last:
+            return
+        done = row["step"] - (state["step"] if state else 0)
+        elapsed = row["seconds"] - (state["seconds"] if state else 0.0)
+        eta = elapsed / done * (s["steps"] - row["step"])
+        dev = f"  dev {task.metric} {row['dev'][task.metric]:.4f} (n={row['dev']['n']})" if "dev" in row else ""
+        print(f"step {row['step']:5d}/{s['steps']}  loss {row['loss']:.4f}  lr {row['lr']:.2e}  "
+              f"|g| {row['grad_norm']:.3f}  {row['seconds']:7.1f}s  eta {eta:6.0f}s{dev}", flush=True)
+    return log
+
+
+def _report(result: dict, s: dict, task, out: Path | None, stop, time_limit) -> int:
+    best = result["best"]
+    if result["stopped"]:
+        why = f"{stop.signal_name}" if stop.interrupted else f"time limit {time_limit:g}s"
+        where = f"; saved to {out}/last, continue with --resume" if out is not None else ""
+        print(f"stopped at step {result['step']} of {s['steps']} ({why}){where}")
+        if best is not None:
+            print(f"best dev {task.metric} so far {best[task.metric]:.4f} at step {best['step']}")
+        return 130 if stop.interrupted else 0
+    final = result["final"]
+    print(f"done: {s['steps']} steps in {result['history'][-1]['seconds']:.1f}s; dev {task.metric} "
+          f"{final[task.metric]:.4f} (accuracy {final['accuracy']:.4f}, n={final['n']}); best "
+          f"{best[task.metric]:.4f} at step {best['step']}")
+    if out is not None:
+        print(f"saved to {out} (best/, last/, {HISTORY})")
+    return 0

@@ -1,0 +1,222 @@
+"""Fine-tuning on GLUE-style classification data: adapters, full fine-tuning, and the paper's baselines.
+
+The protocol of Houlsby2019 §3.1 / Devlin2019: AdamW (weight decay 0.01, not on LayerNorms and biases:
+`adapters.policy.decays`), eps 1e-6, linear warmup over 10% of the steps then linear decay to 0, gradient
+clipping at 1.0, batch 32, max length 128; learning rate about 3e-4 for adapters and 3e-5 for full
+fine-tuning. docs/conventions.md compares this with the original code's optimizer.
+
+Modes: "adapter" (the adapter preset's policy), "full" (every parameter), "layernorm" (LayerNorms + head
+only), "top-k" (the top k encoder layers + pooler + head); each is an `adapters.policy.Policy`.
+
+Resuming: `fine_tune` can hand a trainer state (step, optimizer moments, schedule, dropout generators,
+history, best) to a `checkpoint` callback and continue from one (`state=`). The data order of epoch e is a
+permutation drawn from (seed, e), so a run stopped after any step and resumed gives bit-identical weights to
+a run that was never stopped (on the same machine and BLAS).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from adapters import AdapterConfig, Policy, add_adapter, apply_policy, train_adapter, weight_decay_groups
+from autograd import no_grad, optim
+
+MODES = ("adapter", "full", "layernorm", "top-k")
+ADAPTER_NAME = "task"
+
+
+def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = None, top_k: int = 1,
+                  seed: int = 0) -> list:
+    """Freeze / unfreeze `model` (a BertForSequenceClassification) for a training mode; returns trainable names.
+
+    adapter: adds adapter "task" (preset, bottleneck `size` if given) and trains what its policy trains
+    (for "houlsby": the adapters, every LayerNorm and the head). full: everything. layernorm: every LayerNorm
+    and the head. top-k: encoder layers L-k .. L-1, the pooler and the head.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "adapter":
+        overrides = {"bottleneck_size": size} if size is not None else {}
+        add_adapter(model, ADAPTER_NAME, AdapterConfig.from_preset(preset, **overrides), seed=seed)
+        return train_adapter(model, ADAPTER_NAME)
+    layers = model.config.num_hidden_layers
+    if mode == "top-k" and not (isinstance(top_k, int) and 1 <= top_k <= layers):
+        raise ValueError(f"top_k must be an integer from 1 to {layers} (the model's layers), got {top_k!r}")
+    policy = {"full": Policy(everything=True),
+              "layernorm": Policy(layer_norms=True, head=True),
+              "top-k": Policy(layers=frozenset(range(layers - top_k, layers)), pooler=True, head=True)}[mode]
+    trainable = apply_policy(model, policy)
+    model.train()
+    return trainable
+
+
+@dataclass
+class TrainConfig:
+    """The settings of one fine-tuning run (Houlsby2019 §3.1 / Devlin2019 defaults)."""
+
+    steps: int                    # optimizer steps
+    lr: float                     # peak learning rate (reached at the end of warm-up)
+    batch_size: int = 32
+    max_length: int = 128         # tokens per example; longer ones are cut
+    weight_decay: float = 0.01    # AdamW's decoupled decay, on what adapters.policy.decays allows
+    warmup_fraction: float = 0.1  # linear warm-up over this share of the steps, then linear decay to 0
+    clip: float = 1.0             # gradient-norm clipping (0: none)
+    seed: int = 0                 # data order (dropout and init are seeded where the model is built)
+    metric: str = "accuracy"      # the dev metric that picks the best step ("matthews" for CoLA)
+    eval_every: int = 0           # evaluate on dev every N steps (0: only after the last step)
+    save_every: int = 0           # also hand a "last" checkpoint every N steps (0: only at evaluations and the end)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "max_length"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.metric not in ("accuracy", "matthews"):
+            raise ValueError(f"metric must be 'accuracy' or 'matthews', got {self.metric!r}")
+
+
+def matthews(pred, gold) -> float:
+    """Matthews correlation for binary labels (0 when undefined, as sklearn)."""
+    pred, gold = np.asarray(pred), np.asarray(gold)
+    tp = float(np.sum((pred == 1) & (gold == 1)))
+    tn = float(np.sum((pred == 0) & (gold == 0)))
+    fp = float(np.sum((pred == 1) & (gold == 0)))
+    fn = float(np.sum((pred == 0) & (gold == 1)))
+    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return (tp * tn - fp * fn) / denom if denom else 0.0
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the n training examples in `epoch`: a permutation that depends only on (seed, epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batches(examples, tok, batch_size, max_length, order=None):
+    """Yield (encoding, labels) for consecutive chunks of `order` (default: the examples as given)."""
+    order = np.arange(len(examples)) if order is None else order
+    for start in range(0, len(order), batch_size):
+        chunk = [examples[i] for i in order[start:start + batch_size]]
+        pairs = [e.text_b for e in chunk] if chunk[0].text_b is not None else None
+        enc = tok([e.text_a for e in chunk], pairs, max_length=max_length)
+        yield enc, np.array([e.label for e in chunk], dtype=np.int64)
+
+
+def evaluate(model, tok, examples, batch_size=64, max_length=128, metric="accuracy") -> dict:
+    """Accuracy (and Matthews correlation with metric="matthews") of `model` on `examples`, in eval mode."""
+    if not examples:
+        raise ValueError("no examples to evaluate on")
+    was_training = model.training
+    model.eval()
+    preds, gold = [], []
+    with no_grad():
+        for enc, labels in batches(examples, tok, batch_size, max_length):
+            logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits.data
+            preds.append(logits.argmax(-1))
+            gold.append(labels)
+    model.train(was_training)
+    pred, gold = np.concatenate(preds), np.concatenate(gold)
+    result = {"accuracy": float(np.mean(pred == gold)), "n": int(len(gold))}
+    if metric == "matthews":
+        result["matthews"] = matthews(pred, gold)
+    return result
+
+
+def _generators(model) -> list:
+    """The distinct random generators the model's modules hold (dropout masks), in module order."""
+    seen, found = set(), []
+    for _, module in model.named_modules():
+        for value in vars(module).values():
+            if isinstance(value, np.random.Generator) and id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
+    return found
+
+
+def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, log=None, checkpoint=None,
+              should_stop=None, state=None) -> dict:
+    """Train the parameters that require grad for `config.steps` optimizer steps (AdamW + linear warmup/decay).
+
+    Evaluates on `dev_examples` every `config.eval_every` steps (0: only after the last step). Callbacks:
+    log(row) after every step; checkpoint(kind, trainer_state) with kind "best" when the dev metric
+    improves and "last" after every evaluation, every `config.save_every` steps, at the end and when
+    stopped; should_stop() after every step (True: stop there, after the "last" checkpoint). `state`: a
+    trainer state from checkpoint() to continue from; the model must already hold the weights saved with it.
+
+    Returns {"history": one row per step, "final": the dev result after the last step (None if stopped),
+    "best": {"step", metric, "dev"} or None, "step": steps done, "stopped": bool}.
+    """
+    c = config
+    steps, batch_size, max_length, metric = c.steps, c.batch_size, c.max_length, c.metric
+    if not train_examples:
+        raise ValueError("no training examples")
+    if not dev_examples:
+        raise ValueError("no dev examples to evaluate on")
+    groups = weight_decay_groups(model, c.weight_decay)
+    if not groups:
+        raise ValueError("no parameter requires grad; call set_trainable first")
+    opt = optim.AdamW(groups, lr=c.lr, eps=1e-6, weight_decay=c.weight_decay)
+    schedule = optim.LinearWarmupDecay(opt, total=steps, warmup_fraction=c.warmup_fraction)
+    params = [p for g in groups for p in g["params"]]
+    generators = _generators(model)
+    history, best, step, seconds_before = [], None, 0, 0.0
+    if state is not None:
+        if state["steps"] != steps:
+            raise ValueError(f"the saved run trains {state['steps']} steps, not {steps} (the schedule depends on it)")
+        opt.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        if len(state["generators"]) != len(generators):
+            raise ValueError("the saved run has another number of random generators (another model?)")
+        for g, saved in zip(generators, state["generators"]):
+            g.bit_generator.state = saved
+        history, best, step = list(state["history"]), state["best"], state["step"]
+        seconds_before = state["seconds"]
+
+    def trainer_state():
+        return {"step": step, "steps": steps, "optimizer": opt.state_dict(), "schedule": schedule.state_dict(),
+                "generators": [g.bit_generator.state for g in generators], "history": list(history),
+                "best": best, "seconds": seconds_before + time.perf_counter() - start}
+
+    per_epoch = math.ceil(len(train_examples) / batch_size)
+    start, stopped = time.perf_counter(), False
+    while step < steps and not stopped:
+        epoch, offset = divmod(step, per_epoch)
+        order = epoch_order(len(train_examples), c.seed, epoch)[offset * batch_size:]
+        for enc, labels in batches(train_examples, tok, batch_size, max_length, order):
+            model.train()
+            loss = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], labels=labels).loss
+            opt.zero_grad()
+            loss.backward()
+            norm = optim.clip_grad_norm_(params, c.clip) if c.clip else float("nan")
+            lr_used = opt.param_groups[0]["lr"]
+            opt.step()
+            schedule.step()
+            step += 1
+            row = {"step": step, "epoch": epoch, "loss": float(loss.data), "grad_norm": float(norm), "lr": lr_used,
+                   "seconds": seconds_before + time.perf_counter() - start}
+            evaluated = (c.eval_every and step % c.eval_every == 0) or step == steps
+            improved = False
+            if evaluated:
+                row["dev"] = evaluate(model, tok, dev_examples, max_length=max_length, metric=metric)
+                improved = best is None or row["dev"][metric] > best[metric]
+                if improved:
+                    best = {"step": step, metric: row["dev"][metric], "dev": row["dev"]}
+            history.append(row)
+            if log:
+                log(row)
+            stopped = step < steps and should_stop is not None and bool(should_stop())
+            if checkpoint:
+                if improved:
+                    checkpoint("best", trainer_state())
+                if evaluated or stopped or (c.save_every and step % c.save_every == 0):
+                    checkpoint("last", trainer_state())
+            if stopped or step >= steps:
+                break
+    final = history[-1].get("dev") if step == steps and history else None
+    return {"history": history, "final": final, "best": best, "step": step, "stopped": stopped}
+
