@@ -154,8 +154,8 @@ def export_adapterhub(model, name: str, directory=None, hub_name: str | None = N
                       "output_adapter": "ffn" in config.sublayers, "reduction_factor": reduction_factor,
                       # AdapterHub's name for SiLU is "swish"
                       "non_linearity": {"silu": "swish"}.get(config.non_linearity, config.non_linearity),
-                      "original_ln_before": False, "original_ln_after": True, "residual_before_ln": True, "scaling": 1.0, "is_parallel": False,
-                      "ln_before": False, "ln_after": False}
+                      "original_ln_before": False, "original_ln_after": True, "residual_before_ln": True,
+                      "scaling": 1.0, "is_parallel": False, "ln_before": False, "ln_after": False}
         write_atomically(directory / "adapter_weights.safetensors", lambda p: save_file(out, str(p)))
         (directory / "adapter_config.json").write_text(json.dumps({"config": hub_config, "name": hub_name}, indent=2))
     return out
