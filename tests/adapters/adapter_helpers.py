@@ -11,7 +11,7 @@ from conftest import tiny_config, tiny_inputs
 from hypothesis import strategies as st
 from scipy.special import erf
 
-from adapters import AdapterSet
+from adapters import AdapterConfig, AdapterSet
 from autograd import Tensor, no_grad
 from minibert import BertForSequenceClassification, BertModel
 
@@ -181,3 +181,41 @@ def additive_mask(mask, dtype=F64):
 def model_layer(layer, x, mask):
     with no_grad():
         return layer(Tensor(x), Tensor(additive_mask(mask))).data
+
+
+
+def expected_trainable(model, name, config):
+    """What adapter `name`'s policy trains, restated here from the presets' table (docs/conventions.md), not
+    asked of adapters.policy: its own adapter; the base model's LayerNorms, the classification head and the
+    pooler when the config says so; nothing else."""
+    out = set()
+    for k, _ in model.named_parameters():
+        own = f".adapters.{name}." in k
+        base_layer_norm = ".adapters." not in k and ".LayerNorm." in k
+        head = k in ("classifier.weight", "classifier.bias")
+        pooler = k.startswith(("pooler.", "bert.pooler."))
+        if own or (base_layer_norm and config.train_layer_norms) or (head and config.train_head) \
+                or (pooler and config.train_pooler):
+            out.add(k)
+    return out
+
+
+def scalar_loss(model, inputs=None, seed=3):
+    """A scalar that depends on every parameter: cross-entropy for a head model, a random projection of the
+    last hidden state and the pooler output for a bare BertModel."""
+    ids, mask, types = inputs if inputs is not None else tiny_inputs()
+    if isinstance(model, BertForSequenceClassification):
+        labels = np.arange(ids.shape[0]) % model.config.num_labels
+        return model(ids, mask, types, labels=labels).loss
+    out = model(ids, mask, types)
+    rng = np.random.default_rng(seed)
+    w_last = Tensor(rng.standard_normal(out.last_hidden_state.shape))
+    w_pool = Tensor(rng.standard_normal(out.pooler_output.shape))
+    return (out.last_hidden_state * w_last).sum() + (out.pooler_output * w_pool).sum()
+
+
+config_strategy = st.builds(AdapterConfig, bottleneck_size=st.integers(1, 6), non_linearity=non_linearities,
+                    placement=placements, parallel=st.booleans(), layer_norm=st.booleans(),
+                    train_layer_norms=st.booleans(), train_head=st.booleans(), train_pooler=st.booleans())
+
+

@@ -91,7 +91,7 @@ def test_parameter_count_is_2md_plus_d_plus_m(d, m, layer_norm):
 
 
 def test_minilm_module_size():
-    """all-MiniLM-L6-v2 shape arithmetic (DESIGN.md): D=384, M=64 -> 49,600 per module, 595,200 for 12."""
+    """all-MiniLM-L6-v2 shape arithmetic: D=384, M=64 -> 49,600 per module, 595,200 for 12."""
     adapter = BottleneckAdapter(384, 64, dtype=np.float32, rng=np.random.default_rng(0))
     assert adapter.num_parameters() == 2 * 64 * 384 + 384 + 64 == 49_600
     assert 12 * adapter.num_parameters() == 595_200

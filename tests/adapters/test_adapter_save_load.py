@@ -1,11 +1,25 @@
 """Adapter-only checkpoints (adapter_config.json + adapter.safetensors) and the AdapterHub key mapping."""
 
 import json
+import struct
+import tempfile
 
 import numpy as np
 import pytest
-from adapter_helpers import assert_same_arrays, build, configs, logits, loss_backward, run, snapshot
-from conftest import TINY
+from adapter_helpers import (
+    assert_same_arrays,
+    build,
+    config_strategy,
+    configs,
+    expected_trainable,
+    logits,
+    loss_backward,
+    model_classes,
+    model_shapes,
+    run,
+    snapshot,
+)
+from conftest import TINY, tiny_config, tiny_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
@@ -13,6 +27,7 @@ from safetensors.numpy import load_file, save_file
 from adapters import (
     AdapterConfig,
     active_adapter,
+    adapter_summary,
     add_adapter,
     export_adapterhub,
     load_adapter,
@@ -22,7 +37,7 @@ from adapters import (
     train_adapter,
 )
 from autograd.optim import AdamW
-from minibert import BertForSequenceClassification, BertModel
+from minibert import BertConfig, BertForSequenceClassification, BertModel
 
 BIG_VOCAB = dict(vocab_size=3000)  # a vocabulary big enough that the base dwarfs the adapter, as in real BERTs
 
@@ -44,7 +59,6 @@ def trained(preset="houlsby", cls=BertForSequenceClassification, steps=2, **conf
 
 
 def _inputs():
-    from conftest import tiny_inputs
     return tiny_inputs()
 
 
@@ -290,3 +304,137 @@ def test_hub_errors(tmp_path):
     (tmp_path / "pytorch_adapter.bin").write_bytes(b"pickle")
     with pytest.raises(ValueError, match="never unpickles"):
         load_adapterhub(build(), tmp_path, "x")
+
+
+# ---- save / load ----------------------------------------------------------------------------------------------
+@given(shape=model_shapes(), cls=model_classes, config=config_strategy, dtype=st.sampled_from((np.float32, np.float64)),
+       seed=st.integers(0, 99))
+def test_save_load_round_trip_for_any_config_and_policy(shape, cls, config, dtype, seed):
+    """The file holds exactly what the policy trains (pooler too when it trains), and loading it onto a
+    fresh base restores every parameter and every output bit for bit."""
+    overrides, m = shape
+    config = AdapterConfig.from_dict({**config.to_dict(), "bottleneck_size": m})
+
+    def fresh():
+        return cls(tiny_config(num_labels=3, **overrides), dtype=dtype, seed=0).eval()
+
+    model = fresh()
+    add_adapter(model, "task", config, seed=seed)
+    add_adapter(model, "other", AdapterConfig(bottleneck_size=2), seed=seed + 1, set_active=False)
+    expected = expected_trainable(model, "task", config)
+    rng = np.random.default_rng(seed)
+    for k, p in model.named_parameters():  # as if trained: everything the policy trains differs from a fresh base
+        if k in expected:
+            p.data = (p.data + rng.normal(0, 0.1, p.shape)).astype(dtype)
+    saved, out = snapshot(model), run(model)
+    with tempfile.TemporaryDirectory() as folder:
+        sizes = save_adapter(model, "task", folder)
+        tensors = load_adapter_file(folder)
+        meta = json.loads(open(f"{folder}/adapter_config.json").read())
+        target = fresh()
+        assert load_adapter(target, folder) == "task"
+    assert set(tensors) == expected and meta["parameters"] == sorted(expected)
+    assert all(tensors[k].dtype == np.dtype(dtype) and np.array_equal(tensors[k], saved[k]) for k in tensors)
+    assert AdapterConfig.from_dict(meta["config"]) == config
+    assert sizes["adapter_bytes"] > sum(v.nbytes for v in tensors.values())
+    got = snapshot(target)
+    assert set(got) == set(saved) - {k for k in saved if ".adapters.other." in k}
+    assert_same_arrays({k: saved[k] for k in got}, got)
+    last, pool = run(target)
+    assert np.array_equal(last, out[0]) and np.array_equal(pool, out[1])
+
+
+@pytest.mark.parametrize("preset", ["houlsby", "adapterhub-houlsby"])
+def test_load_onto_a_base_freshly_loaded_from_disk_is_bit_exact(tmp_path, preset):
+    """The deployment path in float32: one pretrained base on disk, the task's adapter file beside it."""
+    BertModel(tiny_config(vocab_size=300), dtype=np.float32, seed=0).save_pretrained(tmp_path / "base")
+    model = BertForSequenceClassification.from_pretrained(tmp_path / "base", dtype=np.float32, num_labels=3)
+    add_adapter(model, "sst2", AdapterConfig.from_preset(preset, bottleneck_size=TINY["M"]), seed=1)
+    train_adapter(model, "sst2")
+    rng = np.random.default_rng(0)
+    for p in model.parameters():  # as if trained: what the policy trains moves, nothing else
+        if p.requires_grad:
+            p.data = (p.data + rng.normal(0, 0.1, p.shape)).astype(np.float32)
+    model.eval()
+    saved, out = snapshot(model), run(model)
+    save_adapter(model, "sst2", tmp_path / "sst2")
+    fresh = BertForSequenceClassification.from_pretrained(tmp_path / "base", dtype=np.float32, num_labels=3).eval()
+    assert not np.array_equal(run(fresh)[0], out[0])
+    load_adapter(fresh, tmp_path / "sst2")
+    assert_same_arrays(saved, snapshot(fresh))
+    got = run(fresh)
+    assert np.array_equal(got[0], out[0]) and np.array_equal(got[1], out[1])
+
+
+def load_adapter_file(folder):
+    from safetensors.numpy import load_file
+    return load_file(f"{folder}/adapter.safetensors")
+
+
+def test_adapter_file_size_against_the_full_model(tmp_path, capsys):
+    """all-MiniLM-L6-v2's shape in float32 with a 2-label head: the 'houlsby' adapter file holds its 605,954
+    trainable floats and a header, 2.7% of the model's 22.7 M parameters."""
+    config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536,
+                        num_labels=2)
+    model = BertForSequenceClassification(config, dtype=np.float32, seed=0)
+    add_adapter(model, "sst2", "houlsby")
+    summary = adapter_summary(model)
+    assert summary["trainable_parameters"] == 595_200 + 13 * 2 * 384 + 384 * 2 + 2 == 605_954
+    sizes = save_adapter(model, "sst2", tmp_path)
+    raw = (tmp_path / "adapter.safetensors").read_bytes()
+    (header_len,) = struct.unpack("<Q", raw[:8])  # safetensors: u64 header length, JSON header, raw tensors
+    assert sizes["adapter_bytes"] == len(raw) == 8 + header_len + 4 * 605_954
+    assert sizes["model_bytes"] == 4 * (22_713_216 + 384 * 2 + 2)
+    assert sizes["percent_of_model"] == pytest.approx(100 * len(raw) / sizes["model_bytes"], rel=1e-12)
+    assert 2.6 < sizes["percent_of_model"] < 2.8
+    with capsys.disabled():
+        print(f"\n    adapter file {sizes['adapter_bytes']:,} B + config {sizes['config_bytes']:,} B vs model "
+              f"{sizes['model_bytes']:,} B: {sizes['percent_of_model']:.2f}%")
+
+
+
+
+# ---- bugs found by the audit ----------------------------------------------------------------------------------
+def test_a_config_object_used_twice_keeps_each_adapter_its_own(tmp_path):
+    """Editing a config after add_adapter must not change what the first adapter records (and saves)."""
+    model = build()
+    config = AdapterConfig(bottleneck_size=4, init_std=0.3)
+    add_adapter(model, "a", config, seed=1)
+    config.bottleneck_size, config.non_linearity = 2, "relu"
+    add_adapter(model, "b", config, seed=2)
+    assert (configs(model)["a"].bottleneck_size, configs(model)["a"].non_linearity) == (4, "gelu_new")
+    assert configs(model)["b"].bottleneck_size == 2
+    set_active_adapter(model, "a")
+    out = run(model)
+    save_adapter(model, "a", tmp_path)
+    fresh = build()
+    load_adapter(fresh, tmp_path)
+    assert np.array_equal(run(fresh)[0], out[0])
+
+
+def test_loading_over_an_adapter_with_another_config_is_refused(tmp_path):
+    """Same shapes, other function: copying the weights would not restore the saved adapter."""
+    model = build()
+    add_adapter(model, "t", AdapterConfig(bottleneck_size=4, init_std=0.3), seed=1)
+    save_adapter(model, "t", tmp_path)
+    other = build()
+    add_adapter(other, "t", AdapterConfig(bottleneck_size=4, init_std=0.3, non_linearity="relu", parallel=True),
+                seed=5)
+    before = snapshot(other)
+    with pytest.raises(ValueError, match="non_linearity: model 'relu' vs file 'gelu_new'.*parallel"):
+        load_adapter(other, tmp_path)
+    assert_same_arrays(before, snapshot(other))  # nothing copied
+    assert configs(other)["t"].non_linearity == "relu"
+
+
+def test_loading_onto_a_base_of_another_depth_is_refused(tmp_path):
+    model = build(num_hidden_layers=3)
+    add_adapter(model, "t", AdapterConfig(bottleneck_size=3), seed=1)
+    save_adapter(model, "t", tmp_path)
+    for depth in (2, 4):
+        target = build(num_hidden_layers=depth)
+        with pytest.raises(KeyError, match="does not fit"):
+            load_adapter(target, tmp_path)
+        assert not configs(target) and not any(".adapters." in k for k, _ in target.named_parameters())
+
+
