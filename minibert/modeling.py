@@ -49,7 +49,10 @@ def _linear(config: BertConfig, n_in: int, n_out: int, dtype, rng) -> nn.Linear:
 
 
 class BertEmbeddings(nn.Module):
-    """x = LayerNorm(word[ids] + position[pos] + token_type[types]), then dropout."""
+    """x = LayerNorm(word[ids] + position[pos] + token_type[types]), then dropout.
+
+    Ref: Devlin2019 §3, Fig. 2 (input representation).
+    """
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
         super().__init__()
@@ -70,8 +73,10 @@ class BertEmbeddings(nn.Module):
 
 
 class BertSelfAttention(nn.Module):
-    """Multi-head scaled dot-product attention (Vaswani2017 Eq. 1):
-    softmax(Q K^T / sqrt(Dh) + mask) V, per head, with Q, K, V linear maps of the same x.
+    """Multi-head scaled dot-product attention: softmax(Q K^T / sqrt(Dh) + mask) V, per head, with Q, K, V
+    linear maps of the same x.
+
+    Ref: Vaswani2017 Eq. 1 and §3.2.2 (multi-head).
 
     Convention: the mask is additive, 0 for real tokens and the dtype's most negative finite number for
     padding (as transformers), so a padded key gets probability exactly 0 and no row can become NaN;
@@ -190,7 +195,10 @@ class BertEncoder(nn.Module):
 
 
 class BertPooler(nn.Module):
-    """pooled = tanh(Dense(h[:, 0])): the [CLS] vector through one dense layer."""
+    """pooled = tanh(Dense(h[:, 0])): the [CLS] vector through one dense layer.
+
+    Ref: Devlin2019 §3 ([CLS] as the aggregate representation); the tanh layer is BERT's released code.
+    """
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
         super().__init__()
@@ -253,7 +261,10 @@ def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_
 
 
 class BertModel(nn.Module):
-    """Embeddings, L post-LN encoder layers and the pooler, named as transformers' BertModel."""
+    """Embeddings, L post-LN encoder layers and the pooler, named as transformers' BertModel.
+
+    Ref: Devlin2019 §3; Vaswani2017 §3.1 (the encoder layer).
+    """
 
     def __init__(self, config: BertConfig, dtype=np.float32, seed: int | None = 0, add_pooling_layer: bool = True):
         super().__init__()
@@ -311,6 +322,7 @@ class SequenceClassifierOutput:
 class BertForSequenceClassification(nn.Module):
     """logits = classifier(Dropout(pooler_output)); loss = cross-entropy(logits, labels) when labels are given.
 
+    Ref: Devlin2019 §4.1 (a classification layer on the final [CLS] representation).
     Parameter names equal transformers' BertForSequenceClassification: `bert.*`, `classifier.weight/bias`.
     """
 
@@ -353,7 +365,8 @@ class BertForSequenceClassification(nn.Module):
 def sentence_embeddings(model_output, attention_mask, normalize: bool = True) -> Tensor:
     """Mean of the token vectors over real (unpadded) tokens, optionally L2-normalised: (B, T, D) -> (B, D).
 
-    This is how sentence-transformers embeds with all-MiniLM-L6-v2 (its Pooling module with mean
+    Ref: Reimers2019 §3 (mean pooling). This is how sentence-transformers embeds with all-MiniLM-L6-v2 (its
+    Pooling module with mean
     tokens, then its Normalize module). Convention: the L2 norm is clamped below at 1e-12, as
     torch.nn.functional.normalize.
     """

@@ -1,4 +1,4 @@
-"""AdapterConfig and its presets: each column of the presets' table (docs/conventions.md) by name, overrides, validation."""
+"""AdapterConfig and its presets: each column of the table in docs/conventions.md by name, overrides, validation."""
 
 import math
 

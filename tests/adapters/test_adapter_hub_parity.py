@@ -20,7 +20,7 @@ from minibert import BertModel
 from minibert.weights import read_safetensors
 
 HUB = FIXTURES / "adapterhub_houlsby"
-TOLERANCE = {np.float64: 1e-9, np.float32: TOL["f32_parity"]}  # float64: same math in another order; float32: as for MiniLM
+TOLERANCE = {np.float64: 1e-9, np.float32: TOL["f32_parity"]}  # f64: same math reordered
 
 
 @pytest.fixture(scope="module")
