@@ -132,7 +132,8 @@ def add_train_parser(sub):
     p.set_defaults(func=_cmd_train)
 
 
-def _subsample(examples, n, seed):
+def subsample(examples, n, seed):
+    """n examples drawn without replacement by `seed`, in their original order (all of them if n is None)."""
     if n is None or n >= len(examples):
         return list(examples)
     keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=n, replace=False))
@@ -214,8 +215,8 @@ def _cmd_train(args) -> int:
               f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
         return 0
     task = TASKS[s["task"]]
-    train_ex = _subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
-    dev_ex = _subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
+    train_ex = subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
+    dev_ex = subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
     tok = Tokenizer.from_pretrained(s["model"])
     model, state, n_train, n_total = _build_model(s, task, out if saved is not None else None)
     print(f"{s['task']}: {len(train_ex):,} train / {len(dev_ex):,} dev examples; mode {s['mode']}"

@@ -16,7 +16,7 @@ from minibert import BertForSequenceClassification
 from minibert_adapters.checkpoints import load_trainer_state, save_trainer_state
 from minibert_adapters.cli import main
 from minibert_adapters.data import Example
-from minibert_adapters.train_command import _subsample
+from minibert_adapters.train_command import subsample
 from minibert_adapters.training import TrainConfig, evaluate, fine_tune, matthews, set_trainable
 
 L = 2  # tiny_config's layers
@@ -268,7 +268,7 @@ def test_train_writes_what_it_promises(straight):
     from minibert_adapters.data import read_task
     model = BertForSequenceClassification.from_pretrained(num_labels=2)
     load_adapter(model, out / "best")
-    dev = _subsample(read_task("sst2", "dev", data_dir()), 16, 0)
+    dev = subsample(read_task("sst2", "dev", data_dir()), 16, 0)
     assert evaluate(model, Tokenizer.from_pretrained(), dev, max_length=24) == best["dev"]
 
 
