@@ -244,6 +244,8 @@ def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_
                          "truncate the input (the tokenizer's max_length)")
     if T == 0:
         raise ValueError("input_ids has no tokens")
+    if B == 0:
+        raise ValueError("input_ids is an empty batch (0 rows)")
     given = {"attention_mask": (attention_mask, 2), "token_type_ids": (token_type_ids, config.type_vocab_size),
              "position_ids": (position_ids, config.max_position_embeddings)}
     out = {}
@@ -258,6 +260,22 @@ def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_
     token_type_ids = out.get("token_type_ids", np.zeros((B, T), dtype=np.int64))
     position_ids = out.get("position_ids", np.broadcast_to(np.arange(T, dtype=np.int64), (B, T)))
     return input_ids, attention_mask, token_type_ids, position_ids
+
+
+def check_labels(labels, batch_size: int, num_labels: int) -> np.ndarray:
+    """Class labels as int64 (B,): integers in [0, num_labels), one per row. A float label such as 0.5 is an
+    error, never truncated: a quietly rounded label trains the wrong thing."""
+    raw = np.asarray(labels.data if isinstance(labels, Tensor) else labels).reshape(-1)
+    if raw.dtype == bool or not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+        raise TypeError(f"labels must be integers, got dtype {raw.dtype}")
+    if np.issubdtype(raw.dtype, np.floating) and not np.array_equal(raw, np.round(raw)):
+        raise ValueError(f"labels must be whole numbers (class indices), got {raw[raw != np.round(raw)][:3]}")
+    if raw.shape != (batch_size,):
+        raise ValueError(f"got {raw.size} labels for a batch of {batch_size}")
+    bad = (raw < 0) | (raw >= num_labels)
+    if bad.any():
+        raise ValueError(f"label {raw[bad][0]} is out of range for {num_labels} classes")
+    return raw.astype(np.int64)
 
 
 class BertModel(nn.Module):
@@ -348,7 +366,7 @@ class BertForSequenceClassification(nn.Module):
         logits = self.classifier(self.dropout(out.pooler_output))  # (B, D) -> (B, num_labels)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits, np.asarray(labels, dtype=np.int64).reshape(-1))
+            loss = F.cross_entropy(logits, check_labels(labels, logits.shape[0], self.config.num_labels))
         return SequenceClassifierOutput(logits=logits, loss=loss, hidden_states=out.hidden_states)
 
     @classmethod

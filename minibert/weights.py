@@ -9,6 +9,7 @@ one error lists all missing, unexpected, mis-shaped and non-finite tensors.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -100,12 +101,20 @@ def load_pretrained(cls, path=None, dtype=np.float32, **kwargs):
 
 def write_atomically(path, write) -> Path:
     """Call write(tmp_path), then rename tmp_path to `path`: a crash mid-write never leaves a half-written
-    file under the real name (the rename is atomic on POSIX and Windows)."""
+    file under the real name (the rename is atomic on POSIX and Windows). The file gets the permissions
+    the user's umask gives any new file (safetensors itself writes 0600)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())
     tmp.replace(path)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it, then put it back
+    os.umask(mask)
+    return mask
 
 
 def save_pretrained(model, directory) -> Path:
@@ -125,9 +134,14 @@ def save_pretrained(model, directory) -> Path:
     return directory
 
 
-def convert_pytorch_checkpoint(src, dst) -> Path:
+def convert_pytorch_checkpoint(src, dst) -> tuple[Path, list]:
     """Turn pytorch_model.bin into model.safetensors. Needs torch, and only here; never unpickles
-    arbitrary objects (torch.load with weights_only=True). src/dst may be folders or files."""
+    arbitrary objects (torch.load with weights_only=True). src/dst may be folders or files.
+
+    A state dict nested one level ({"state_dict": {...}} or {"model": {...}}, as training scripts save it)
+    is unwrapped. Convention: bfloat16 tensors (NumPy has no bfloat16) are widened to float32, exactly.
+    Returns (the file written, notes on what was changed).
+    """
     try:
         import torch
     except ImportError:
@@ -137,17 +151,33 @@ def convert_pytorch_checkpoint(src, dst) -> Path:
     src_file = src / "pytorch_model.bin" if src.is_dir() else src
     if not src_file.is_file():
         raise FileNotFoundError(f"no pytorch_model.bin at {src_file}")
+    if src_file.stat().st_size == 0:
+        raise ValueError(f"{src_file} is empty (0 bytes): not a checkpoint")
+    try:
+        state = torch.load(src_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle.UnpicklingError for anything but tensors and plain containers
+        raise ValueError(f"{src_file} is not a plain tensor checkpoint; refusing to unpickle it "
+                         f"(weights_only=True): {type(e).__name__}: {e}") from None
+    notes = []
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict) and len(state) <= 3:
+            state, notes = state[key], notes + [f"unwrapped the state dict stored under {key!r}"]
+            break
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{src_file} holds {type(state).__name__}, not a state dict of tensors")
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{src_file}: entries that are not tensors: {', '.join(map(str, not_tensors[:5]))}")
+    widened = [k for k, v in state.items() if v.dtype == torch.bfloat16]
+    if widened:
+        notes.append(f"widened {len(widened)} bfloat16 tensors to float32 (exact; NumPy has no bfloat16)")
+    tensors = {k: np.ascontiguousarray((v.float() if v.dtype == torch.bfloat16 else v).detach().cpu().numpy())
+               for k, v in state.items()}
     if dst.suffix != ".safetensors":
         dst.mkdir(parents=True, exist_ok=True)
         if src.is_dir() and (src / CONFIG_NAME).is_file() and src.resolve() != dst.resolve():
             shutil.copy(src / CONFIG_NAME, dst / CONFIG_NAME)
         dst = dst / WEIGHTS_NAME
-    try:
-        state = torch.load(src_file, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError for anything but tensors and plain containers
-        raise ValueError(f"{src_file} is not a plain tensor checkpoint; refusing to unpickle it "
-                         f"(weights_only=True): {e}") from None
-    tensors = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in state.items()}
     from safetensors.numpy import save_file
-    save_file(tensors, str(dst), metadata={"format": "pt"})
-    return dst
+    write_atomically(dst, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    return dst, notes

@@ -30,20 +30,42 @@ def save_trainer_state(directory, state: dict):
         steps[str(i)] = int(s["step"])
         arrays[f"exp_avg.{i}"] = s["exp_avg"]
         arrays[f"exp_avg_sq.{i}"] = s["exp_avg_sq"]
-    with open(directory / OPTIMIZER_STATE, "wb") as f:
-        np.savez(f, **arrays)
+
+    def write_npz(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
+            np.savez(f, **arrays)
+    write_atomically(directory / OPTIMIZER_STATE, write_npz)
     meta = {k: v for k, v in state.items() if k != "optimizer"}
     meta["optimizer"] = {"param_groups": opt["param_groups"], "steps": steps}
-    (directory / TRAINER_STATE).write_text(json.dumps(meta, indent=1) + "\n")
+    write_json(directory / TRAINER_STATE, meta)
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A JSON object from `path`; a ValueError naming the file when it is unreadable or not an object."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the {what}: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: the {what} is not a JSON object")
+    return value
 
 
 def load_trainer_state(directory) -> dict:
+    """The state save_trainer_state wrote; a ValueError naming the file for anything damaged or missing."""
     directory = Path(directory)
-    meta = json.loads((directory / TRAINER_STATE).read_text())
-    with np.load(directory / OPTIMIZER_STATE, allow_pickle=False) as arrays:
-        opt_state = {int(i): {"step": n, "exp_avg": arrays[f"exp_avg.{i}"], "exp_avg_sq": arrays[f"exp_avg_sq.{i}"]}
-                     for i, n in meta["optimizer"]["steps"].items()}
-    groups = [{**g, "betas": tuple(g["betas"])} for g in meta["optimizer"]["param_groups"]]
+    meta = read_json(directory / TRAINER_STATE, "trainer state")
+    try:
+        with np.load(directory / OPTIMIZER_STATE, allow_pickle=False) as arrays:
+            opt_state = {int(i): {"step": int(n), "exp_avg": arrays[f"exp_avg.{i}"],
+                                  "exp_avg_sq": arrays[f"exp_avg_sq.{i}"]}
+                         for i, n in meta["optimizer"]["steps"].items()}
+        groups = [{**g, "betas": tuple(g["betas"])} for g in meta["optimizer"]["param_groups"]]
+        for key in ("step", "steps", "schedule", "generators", "history", "best", "seconds"):
+            meta[key]  # noqa: B018  (a KeyError here names what is missing)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as e:
+        raise ValueError(f"{directory}: damaged trainer state ({TRAINER_STATE} / {OPTIMIZER_STATE}): "
+                         f"{type(e).__name__}: {e}") from None
     meta["optimizer"] = {"state": opt_state, "param_groups": groups}
     return meta
 

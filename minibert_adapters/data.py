@@ -1,7 +1,7 @@
 """Readers for the GLUE-style classification data in $MINIBERT_DATA (default ../shared/data).
 
 Each reader returns a list of `Example(text_a, text_b, label)` with integer labels. The formats differ
-(see ../shared/data/README.md): SST-2 has a header `sentence<TAB>label`; CoLA has no header and four
+(see the data README beside them; tests/fixtures/glue holds small slices in the same formats): SST-2 has a header `sentence<TAB>label`; CoLA has no header and four
 columns (source, label, author mark, sentence); RTE has `index, sentence1, sentence2, label` with string
 labels; SST-2-sentences is `<label> <sentence>` per line.
 """
@@ -9,6 +9,7 @@ labels; SST-2-sentences is `<label> <sentence>` per line.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,14 @@ TASKS = {
 RTE_LABELS = {"entailment": 0, "not_entailment": 1}
 
 
-def default_data_dir() -> Path:
-    """$MINIBERT_DATA if set (and not empty), else ../shared/data beside the repository."""
+def default_data_dir() -> Path | None:
+    """$MINIBERT_DATA if set (and not empty); in a source checkout, ../shared/data beside the repository;
+    otherwise None (an installed package has no natural place for the data: set MINIBERT_DATA or --data)."""
     env = os.environ.get("MINIBERT_DATA")
-    return Path(env) if env else Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parent.parent
+    return repo.parent / "shared" / "data" if (repo / "pyproject.toml").is_file() else None
 
 
 def task_path(task: str, split: str, data_dir=None) -> Path:
@@ -53,12 +58,26 @@ def task_path(task: str, split: str, data_dir=None) -> Path:
     spec = TASKS[task]
     if split not in spec.files:
         raise ValueError(f"task {task} has no split {split!r}; choose one of {', '.join(spec.files)}")
-    return Path(data_dir or default_data_dir()) / spec.folder / spec.files[split]
+    folder = data_dir or default_data_dir()
+    if folder is None:
+        raise ValueError("no data folder: set MINIBERT_DATA (or pass --data) to the folder holding the GLUE "
+                         f"task folders ({', '.join(t.folder for t in TASKS.values())})")
+    return Path(folder) / spec.folder / spec.files[split]
+
+
+def read_text(path: Path) -> str:
+    """The whole file as UTF-8 text; a ValueError naming the file and line of the first byte that is not."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _rows(path: Path, n_fields: int, header: list | None):
     """(line number, fields) of a TSV file, checking the header and that every row has n_fields fields."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if line_no == 1 and header is not None:
                 if row != header:
@@ -89,7 +108,7 @@ def read_task(task: str, split: str, data_dir=None) -> list:
     path = task_path(task, split, data_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; set MINIBERT_DATA (or --data) to the folder holding "
-                                f"{TASKS[task].folder}/ (see ../shared/data/README.md)")
+                                f"{TASKS[task].folder}/ (see the data README beside them; tests/fixtures/glue holds small slices in the same formats)")
     if task == "sst2":
         # PTB-tokenised sentences end with a space before the tab: strip it.
         return [_example(path, i, r[0].strip(), None, r[1], BINARY)
@@ -101,7 +120,7 @@ def read_task(task: str, split: str, data_dir=None) -> list:
         return [_example(path, i, r[1], r[2], r[3], RTE_LABELS)
                 for i, r in _rows(path, 4, ["index", "sentence1", "sentence2", "label"])]
     examples = []  # sst2-sentences: "<label> <sentence>" per line
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(read_text(path)) as f:
         for line_no, line in enumerate(f, start=1):
             label, _, text = line.rstrip("\n").partition(" ")
             examples.append(_example(path, line_no, text.strip(), None, label, BINARY))

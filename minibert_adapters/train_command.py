@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
+import os
 import shutil
 import signal
 import sys
@@ -21,10 +21,18 @@ import numpy as np
 
 from adapters import load_adapter, save_adapter
 from minibert import BertForSequenceClassification, Tokenizer
+from minibert_adapters.arguments import (
+    check_max_length,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    writable_folder,
+)
 from minibert_adapters.checkpoints import (
     HISTORY,
     existing_dir,
     load_trainer_state,
+    read_json,
     replace_dir,
     save_trainer_state,
     write_json,
@@ -63,30 +71,6 @@ exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad inpu
 """
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text):
-    return 0 if text.strip() == "0" else _positive_int(text)
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def add_train_parser(sub):
 
 
@@ -101,27 +85,27 @@ def add_train_parser(sub):
     p.add_argument("--mode", choices=MODES, help="what trains (default adapter): adapter = the preset's policy, "
                                                 "full = everything, layernorm = LayerNorms + head, top-k")
     p.add_argument("--preset", help="adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)")
-    p.add_argument("--size", type=_positive_int, help="adapter bottleneck size M (default: the preset's, 64)")
-    p.add_argument("--top-k", type=_positive_int, help="encoder layers trained in mode top-k (default 1)")
-    p.add_argument("--steps", type=_positive_int, help="optimizer steps (default 100)")
-    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default 3e-4 for adapter and layernorm, "
+    p.add_argument("--size", type=positive_int, help="adapter bottleneck size M (default: the preset's, 64)")
+    p.add_argument("--top-k", type=positive_int, help="encoder layers trained in mode top-k (default 1)")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (default 100)")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-4 for adapter and layernorm, "
                                                       "3e-5 for full and top-k)")
-    p.add_argument("--batch-size", type=_positive_int, help="default 32")
-    p.add_argument("--max-length", type=_positive_int, help="tokens per example, longer ones are cut (default 128)")
-    p.add_argument("--train-limit", type=_positive_int,
+    p.add_argument("--batch-size", type=positive_int, help="default 32")
+    p.add_argument("--max-length", type=positive_int, help="tokens per example, longer ones are cut (default 128)")
+    p.add_argument("--train-limit", type=positive_int,
                    help="train on a random sample of N training examples (drawn with --seed; default: all)")
-    p.add_argument("--eval-limit", type=_positive_int,
+    p.add_argument("--eval-limit", type=positive_int,
                    help="evaluate on a fixed random sample of N dev examples (the same for every seed; default: all)")
-    p.add_argument("--seed", type=_non_negative_int,
+    p.add_argument("--seed", type=non_negative_int,
                    help="adapter / head initialisation, data order, dropout (default 0)")
     p.add_argument("--model", help="Hugging Face folder; default: the embedded all-MiniLM-L6-v2")
-    p.add_argument("--eval-every", type=_non_negative_int,
+    p.add_argument("--eval-every", type=non_negative_int,
                    help="evaluate on dev every N steps (default 0: only after the last step)")
-    p.add_argument("--save-every", type=_non_negative_int,
+    p.add_argument("--save-every", type=non_negative_int,
                    help="also save last/ every N steps (default 25; 0: only at evaluations and the end)")
-    p.add_argument("--log-every", type=_positive_int, help="print a progress line every N steps "
+    p.add_argument("--log-every", type=positive_int, help="print a progress line every N steps "
                                                                      "(default 10; always the first and last)")
-    p.add_argument("--time-limit", type=_positive_float, metavar="SECONDS",
+    p.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
                    help="stop (and save) after the first step that ends past this many seconds of training")
     p.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
     p.add_argument("--out", help="folder for the best / last adapter (or model) and history.json; "
@@ -176,6 +160,48 @@ class _Stop:
         return self.interrupted or self.timed_out
 
 
+class RunLock:
+    """Only one `minibert train` at a time in one --out: a second one would overwrite the first's files and
+    both would report success. The lock file names the process that holds it; a lock left by a process that
+    no longer runs (killed with SIGKILL) is taken over."""
+
+    NAME = ".lock"
+
+    def __init__(self, out: Path | None):
+        self.path = out / self.NAME if out is not None else None
+
+    def __enter__(self):
+        if self.path is None:
+            return self
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self.path.read_text(encoding="utf-8", errors="replace").strip()
+                if holder.isdigit() and _process_runs(int(holder)):
+                    raise ValueError(f"{self.path.parent} is in use by another minibert train (process {holder}); "
+                                     f"wait for it, or give another --out") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            return self
+
+    def __exit__(self, *exc):
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
     """The run's settings from the options, the defaults and (with --resume) the saved run."""
     given = {k: getattr(args, k) for k in RUN_DEFAULTS}
@@ -186,7 +212,10 @@ def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
             raise ValueError("--resume needs --out (the folder of the run to continue)")
         if not history_file.is_file():
             raise FileNotFoundError(f"{history_file} not found: there is no run in {out} to resume")
-        saved = json.loads(history_file.read_text())
+        saved = read_json(history_file, "run history")
+        if not isinstance(saved.get("settings"), dict) or set(RUN_DEFAULTS) - set(saved["settings"]):
+            raise ValueError(f"{history_file}: damaged run history (no complete 'settings'); "
+                             "use --overwrite to start the run again")
         differ = [f"--{k.replace('_', '-')} {given[k]} (the run has {saved['settings'][k]})"
                   for k in RUN_DEFAULTS if given[k] is not None and given[k] != saved["settings"][k]]
         if differ:
@@ -196,9 +225,7 @@ def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
                          for k, v in STEERING_DEFAULTS.items()})
     else:
         if history_file is not None and history_file.is_file() and not args.overwrite:
-            status = json.loads(history_file.read_text())
-            raise ValueError(f"{out} already holds a training run ({status.get('status')}, step "
-                             f"{status.get('step')} of {status['settings']['steps']}); pass --resume to continue "
+            raise ValueError(f"{out} already holds a training run ({history_file}); pass --resume to continue "
                              "it or --overwrite to start again")
         settings = {k: RUN_DEFAULTS[k] if given[k] is None else given[k] for k in RUN_DEFAULTS}
         settings["lr"] = settings["lr"] or DEFAULT_LR[settings["mode"]]
@@ -208,6 +235,13 @@ def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
 
 def _cmd_train(args) -> int:
     out = Path(args.out) if args.out else None
+    if out is not None:
+        writable_folder(out, "--out")  # before anything slow: a file in the way or a read-only folder
+    with RunLock(out):
+        return _train(args, out)
+
+
+def _train(args, out: Path | None) -> int:
     s, saved = _resolve_settings(args, out)
     if saved is not None and saved.get("status") == "complete":
         best = saved.get("best") or {}
@@ -215,6 +249,7 @@ def _cmd_train(args) -> int:
               f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
         return 0
     task = TASKS[s["task"]]
+    check_max_length(s["max_length"], s["model"])
     train_ex = subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
     dev_ex = subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
     tok = Tokenizer.from_pretrained(s["model"])

@@ -1,0 +1,76 @@
+"""What every `minibert` subcommand shares: argument types that reject bad values at parse time, and the
+checks that must run before anything slow is loaded (an output that cannot be written, a length the
+model cannot take)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+EXIT_CODES = "exit status: 0 success, 1 a checked fact fails (check / crosscheck), 2 bad input, 130 interrupted"
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    return 0 if text.strip() == "0" else positive_int(text)
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def writable_folder(path, option: str) -> Path:
+    """Create `path` (and its parents) if needed and prove a file can be written in it; a ValueError naming
+    the option and the cause otherwise (a file in the way, a read-only folder)."""
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"{option} {path}: {parent} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{option} {path} is not writable: {e.strerror or e}") from None
+    return path
+
+
+def writable_file(path, option: str) -> Path:
+    """The folder of an output file must exist (or be creatable) and be writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name")
+    writable_folder(path.parent if str(path.parent) else Path("."), option)
+    return path
+
+
+def model_max_length(model_path) -> int:
+    """max_position_embeddings of the model a command will load, read from its config.json alone."""
+    from minibert.config import BertConfig
+    from minibert.pretrained import resolve_model_dir
+
+    return BertConfig.from_json_file(resolve_model_dir(model_path) / "config.json").max_position_embeddings
+
+
+def check_max_length(max_length: int, model_path) -> None:
+    limit = model_max_length(model_path)
+    if max_length > limit:
+        raise ValueError(f"--max-length {max_length} exceeds the model's max_position_embeddings {limit}")
