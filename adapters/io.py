@@ -15,7 +15,7 @@ from adapters.adapter_set import AdapterSet
 from adapters.kinds import kind_named, kind_of
 from adapters.policy import base_model, parameter_roles
 from autograd.nn import StateDictError, check_state
-from minibert.weights import read_safetensors, write_atomically
+from minibert.weights import read_safetensors, write_atomically, write_safetensors
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
@@ -29,8 +29,6 @@ def save_adapter(model, name: str, directory) -> dict:
     own parameters (what saving the full model instead would at least cost); percent_of_model: adapter_bytes
     as a share of it.
     """
-    from safetensors.numpy import save_file
-
     adapter_set = AdapterSet.of(model)
     config = adapter_set.config(name)
     directory = Path(directory)
@@ -41,7 +39,7 @@ def save_adapter(model, name: str, directory) -> dict:
             "base_model": {"hidden_size": bert.config.hidden_size, "num_hidden_layers": bert.config.num_hidden_layers,
                            "model_class": type(model).__name__},
             "dtype": str(bert.dtype), "parameters": sorted(tensors)}
-    write_atomically(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p)))
+    write_safetensors(directory / WEIGHTS_NAME, tensors)
     write_atomically(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     adapter_bytes = (directory / WEIGHTS_NAME).stat().st_size
     model_bytes = sum(p.data.nbytes for k, p in model.named_parameters() if k in model.checkpoint_names)

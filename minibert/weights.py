@@ -8,6 +8,7 @@ one error lists all missing, unexpected, mis-shaped and non-finite tensors.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,18 +29,47 @@ class CheckpointError(StateDictError):
     problem)."""
 
 
+DIGEST_KEY = "minibert_sha256"  # in a safetensors file's metadata: the digest of its tensors, as written
+
+
+def tensors_digest(tensors: dict) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order: a flipped bit anywhere in
+    the data changes it, so a damaged file is refused instead of loading different numbers."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> Path:
+    """Write tensors atomically, with their digest in the metadata (read_safetensors checks it)."""
+    from safetensors.numpy import save_file
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    metadata = {**(metadata or {}), DIGEST_KEY: tensors_digest(tensors)}
+    return write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
 def read_safetensors(path) -> dict:
-    """All tensors of a .safetensors file as NumPy arrays; a clear error if the file is damaged."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    """All tensors of a .safetensors file as NumPy arrays; a CheckpointError naming the file if it is
+    damaged: unreadable, or (for files this project wrote) tensors that no longer match their digest."""
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     try:
-        return load_file(str(path))
-    except (SafetensorError, ValueError, OSError) as e:
+        with safe_open(str(path), framework="np") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open has no iterator)
+    except (SafetensorError, ValueError, OSError, TypeError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
+    expected = metadata.get(DIGEST_KEY)
+    if expected is not None and tensors_digest(tensors) != expected:
+        raise CheckpointError(f"{path} is damaged: its tensors no longer match the digest written with them")
+    return tensors
 
 
 def _rename(key: str) -> str:
@@ -122,15 +152,12 @@ def save_pretrained(model, directory) -> Path:
     (`model.checkpoint_names`); modules attached through a hook are saved by whoever attached them."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    from safetensors.numpy import save_file
-
     config = model.config.to_dict()
     config["architectures"] = [type(model).__name__]
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items() if k in model.checkpoint_names}
-    # transformers expects the metadata format "pt"
-    write_atomically(directory / WEIGHTS_NAME, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    tensors = {k: v for k, v in model.state_dict().items() if k in model.checkpoint_names}
+    write_safetensors(directory / WEIGHTS_NAME, tensors, {"format": "pt"})  # transformers expects format "pt"
     return directory
 
 
@@ -178,6 +205,5 @@ def convert_pytorch_checkpoint(src, dst) -> tuple[Path, list]:
         if src.is_dir() and (src / CONFIG_NAME).is_file() and src.resolve() != dst.resolve():
             shutil.copy(src / CONFIG_NAME, dst / CONFIG_NAME)
         dst = dst / WEIGHTS_NAME
-    from safetensors.numpy import save_file
-    write_atomically(dst, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    write_safetensors(dst, tensors, {"format": "pt"})
     return dst, notes

@@ -1,8 +1,8 @@
-"""Readers for the GLUE-style classification data in $MINIBERT_DATA (default ../shared/data).
+"""Readers for the GLUE-style classification data in $MINIBERT_DATA (in a checkout, ../shared/data).
 
 Each reader returns a list of `Example(text_a, text_b, label)` with integer labels. The formats differ
-(see the data README beside them; tests/fixtures/glue holds small slices in the same formats): SST-2 has a header `sentence<TAB>label`; CoLA has no header and four
-columns (source, label, author mark, sentence); RTE has `index, sentence1, sentence2, label` with string
+(tests/fixtures/glue holds small real slices of each): SST-2 has a header `sentence<TAB>label`; CoLA has no
+header and four columns (source, label, author mark, sentence); RTE has `index, sentence1, sentence2, label` with string
 labels; SST-2-sentences is `<label> <sentence>` per line.
 """
 
@@ -108,7 +108,7 @@ def read_task(task: str, split: str, data_dir=None) -> list:
     path = task_path(task, split, data_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; set MINIBERT_DATA (or --data) to the folder holding "
-                                f"{TASKS[task].folder}/ (see the data README beside them; tests/fixtures/glue holds small slices in the same formats)")
+                                f"{TASKS[task].folder}/ (the README's Data section says where the GLUE files come from)")
     if task == "sst2":
         # PTB-tokenised sentences end with a space before the tab: strip it.
         return [_example(path, i, r[0].strip(), None, r[1], BINARY)
