@@ -108,7 +108,7 @@ def read_task(task: str, split: str, data_dir=None) -> list:
     path = task_path(task, split, data_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; set MINIBERT_DATA (or --data) to the folder holding "
-                                f"{TASKS[task].folder}/ (the README's Data section says where the GLUE files come from)")
+                                f"{TASKS[task].folder}/ (the README's Data section says where GLUE comes from)")
     if task == "sst2":
         # PTB-tokenised sentences end with a space before the tab: strip it.
         return [_example(path, i, r[0].strip(), None, r[1], BINARY)
