@@ -33,7 +33,8 @@ class AdapterSet:
         self.model = model
         self.configs = {}        # adapter name -> its config (a copy, never the caller's object)
         self.active = None       # the adapter the hooks apply, or None
-        self._slots = []         # the slot modules that hold an `adapters` ModuleDict
+        self._slots = []         # (encoder layer index, slot module) for every slot holding an `adapters` dict
+        self.layers = None       # the encoder layers whose slots apply the active adapter (None: all)
         self._task_modules = {}  # adapter name -> {module path: the task's own copy of that base module}
         self._base_modules = {}  # module path -> the base model's module there, for paths some task owns
 
@@ -70,7 +71,7 @@ class AdapterSet:
         for _, _, slot in kind.slots(bert, config):
             if "adapters" not in dict(slot.named_children()):
                 slot.adapters = nn.ModuleDict()
-                self._slots.append(slot)
+                self._slots.append((_layer_of(bert, slot), slot))
             slot.adapters[name] = kind.build(name, config, bert.config, bert.dtype, rng)
         self.configs[name] = config
         # The task's own copies of the base modules its policy trains, made from the base model's.
@@ -88,7 +89,7 @@ class AdapterSet:
         self.config(name)
         if self.active == name:
             self.activate(None)  # the base model's LayerNorm / head modules come back
-        for slot in self._slots:
+        for _, slot in self._slots:
             if name in slot.adapters:
                 del slot.adapters[name]
         del self.configs[name], self._task_modules[name]
@@ -96,17 +97,29 @@ class AdapterSet:
         self._base_modules = {p: m for p, m in self._base_modules.items() if p in still_owned}
 
     # ---- switching ------------------------------------------------------------------------------------------
-    def activate(self, name: str | None):
-        """Point every slot's hook at adapter `name`'s module (None: no hook) and put task `name`'s own base
-        modules in place (None: the base model's)."""
+    def activate(self, name: str | None, layers=None):
+        """Point the slots' hooks at adapter `name`'s modules (None: no hook) and put task `name`'s own base
+        modules in place (None: the base model's).
+
+        layers: the encoder layers whose adapters apply (default: all). Leaving a span out removes those
+        adapters without retraining, Houlsby2019 §3.6's ablation (Fig. 6); the task's LayerNorms and head
+        stay in place.
+        """
         if name is not None:
             self.config(name)
+        n_layers = base_model(self.model).config.num_hidden_layers
+        if layers is not None:
+            layers = frozenset(int(i) for i in layers)
+            bad = sorted(i for i in layers if not 0 <= i < n_layers)
+            if bad:
+                raise ValueError(f"layers {bad} do not exist; the model has layers 0 to {n_layers - 1}")
         own = self._task_modules.get(name, {})
         for path, base in self._base_modules.items():
             self.model.set_submodule(path, own.get(path, base))
-        for slot in self._slots:
-            slot.hook = slot.adapters[name].forward if name in slot.adapters else None
-        self.active = name
+        for layer, slot in self._slots:
+            applies = name in slot.adapters and (layers is None or layer in layers)
+            slot.hook = slot.adapters[name].forward if applies else None
+        self.active, self.layers = name, layers
 
     # ---- what one task owns -------------------------------------------------------------------------------
     def task_parameters(self, name: str) -> dict:
@@ -149,6 +162,14 @@ class AdapterSet:
         }
 
 
+def _layer_of(bert, slot) -> int | None:
+    """The index of the encoder layer that contains `slot` (None outside the encoder)."""
+    for i, layer in enumerate(bert.encoder.layer):
+        if any(module is slot for _, module in layer.named_modules()):
+            return i
+    return None
+
+
 # ---- the functional API -----------------------------------------------------------------------------------
 def add_adapter(model, name: str, config="houlsby", seed: int | None = 0, set_active: bool = True):
     """Insert adapter `name` (an AdapterConfig or a preset name) into every slot its placement names.
@@ -162,12 +183,14 @@ def add_adapter(model, name: str, config="houlsby", seed: int | None = 0, set_ac
     return config
 
 
-def set_active_adapter(model, name: str | None):
+def set_active_adapter(model, name: str | None, layers=None):
     """Make `name` the adapter the model applies (None: the plain base model, bit for bit).
 
     Frozen base weights never change; the base modules a policy trains (LayerNorms, head) are per task.
+    layers: apply the adapter only in these encoder layers (default: all), e.g. `range(0, 3)` to remove
+    the adapters of layers 3 and up without retraining (Houlsby2019 §3.6, Fig. 6).
     """
-    AdapterSet.of(model).activate(name)
+    AdapterSet.of(model).activate(name, layers)
 
 
 def active_adapter(model) -> str | None:

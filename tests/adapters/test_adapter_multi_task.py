@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from adapter_helpers import assert_same_arrays, build, configs, logits, loss_backward, run, snapshot
-from conftest import TINY
+from conftest import TINY, tiny_inputs
 
 from adapters import (
     AdapterConfig,
@@ -16,6 +16,7 @@ from adapters import (
     set_active_adapter,
     train_adapter,
 )
+from autograd import no_grad
 from autograd.optim import AdamW
 from minibert import BertForSequenceClassification, BertModel
 
@@ -262,3 +263,26 @@ def test_each_task_keeps_its_own_layer_norms_and_head():
     remove_adapter(model, "b")                                           # removing the active task: base again
     assert active_adapter(model) is None
     np.testing.assert_array_equal(logits(model), base_logits)
+
+
+def test_adapters_switched_off_in_a_span_of_layers_leave_those_layers_as_the_base():
+    """Houlsby2019 §3.6 (Fig. 6): remove a trained adapter from some layers without retraining."""
+    model = build()
+    add_adapter(model, "t", AdapterConfig(bottleneck_size=3, init_std=0.3), seed=1)
+    ids, mask, types = tiny_inputs()
+
+    def hidden(layers):
+        set_active_adapter(model, "t", layers=layers)
+        with no_grad():
+            return [h.data for h in model(ids, mask, types, output_hidden_states=True).hidden_states]
+
+    full, first_only, second_only, none = hidden(None), hidden([0]), hidden(range(1, 2)), hidden([])
+    assert np.array_equal(first_only[1], full[1]) and not np.allclose(first_only[2], full[2])
+    assert np.array_equal(second_only[1], none[1]) and not np.allclose(second_only[2], none[2])
+    set_active_adapter(model, None)
+    with no_grad():
+        base = model(ids, mask, types).last_hidden_state.data
+    assert np.array_equal(none[-1], base)  # no layer adapted: the base model (its LayerNorms are the task's own,
+    # which this config trains but has not changed yet)
+    with pytest.raises(ValueError, match=r"layers \[2\] do not exist"):
+        set_active_adapter(model, "t", layers=[0, 2])
