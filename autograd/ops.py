@@ -377,31 +377,18 @@ class Where(Function):
 
 
 # ---- module-level functions ----------------------------------------------------------------------------
-def _as_tensor(x, like=None):
-    if isinstance(x, Tensor):
-        return x
-    x = np.asarray(x)
-    if like is not None and x.dtype != like.dtype and np.issubdtype(like.dtype, np.floating):
-        x = x.astype(like.dtype)
-    return Tensor(x)
-
-
+# A number or array among the inputs is wrapped as a constant by Function.apply (see `as_tensor`).
 def concatenate(tensors, axis=0) -> Tensor:
     """Join tensors along an existing axis (np.concatenate)."""
-    tensors = list(tensors)
-    like = next((t for t in tensors if isinstance(t, Tensor)), None)
-    return Concatenate.apply(*(_as_tensor(t, like) for t in tensors), axis=axis)
+    return Concatenate.apply(*tensors, axis=axis)
 
 
 def stack(tensors, axis=0) -> Tensor:
     """Join tensors along a new axis (np.stack)."""
-    tensors = list(tensors)
-    like = next((t for t in tensors if isinstance(t, Tensor)), None)
-    return Stack.apply(*(_as_tensor(t, like) for t in tensors), axis=axis)
+    return Stack.apply(*tensors, axis=axis)
 
 
 def where(cond, a, b) -> Tensor:
     """Elementwise `a if cond else b`; `cond` is a boolean array (or Tensor) and gets no gradient."""
     cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
-    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    return Where.apply(_as_tensor(a, like), _as_tensor(b, like), cond=cond)
+    return Where.apply(a, b, cond=cond)

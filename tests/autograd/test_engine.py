@@ -1,11 +1,13 @@
-"""The engine in autograd/tensor.py: wrapping, graph recording, no_grad, backward (accumulation, freeing,
-deep graphs, determinism), frozen inputs and dtypes."""
+"""The engine in autograd/tensor.py: wrapping, constants (as_tensor), graph recording, no_grad, backward
+(accumulation, freeing, deep graphs, determinism), frozen inputs and dtypes."""
 
 import numpy as np
 import pytest
 
+import autograd
 import autograd.functional as F
-from autograd import Function, Tensor, concatenate, is_grad_enabled, no_grad, stack, unbroadcast, where
+from autograd import Function, Tensor, as_tensor, concatenate, is_grad_enabled, no_grad, stack, unbroadcast, where
+from autograd.ops import Add
 
 
 class Recorder(Function):
@@ -65,6 +67,37 @@ def test_comparisons_return_plain_bool_arrays():
 def test_tensor_stays_hashable_by_identity():
     a, b = Tensor(np.zeros(2)), Tensor(np.zeros(2))
     assert len({a, b, a}) == 2
+
+
+# ---- constants: as_tensor ------------------------------------------------------------------------------------
+def test_as_tensor_returns_a_tensor_unchanged():
+    x = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    assert as_tensor(x) is x and as_tensor(x, like=Tensor(np.ones(2))) is x  # a Tensor is never cast
+    assert autograd.as_tensor is as_tensor
+
+
+@pytest.mark.parametrize("value", [2, 0.5, [1.0, 2.0], np.arange(3.0), np.float64(1.5), np.arange(3)])
+@pytest.mark.parametrize("like_dtype", [np.float32, np.float64, np.int64, None])
+def test_as_tensor_wraps_a_constant_in_the_floating_dtype_of_like(value, like_dtype):
+    like = None if like_dtype is None else Tensor(np.ones(2, dtype=like_dtype))
+    t = as_tensor(value, like)
+    assert isinstance(t, Tensor) and not t.requires_grad and t.is_leaf
+    floating = like_dtype in (np.float32, np.float64)
+    assert t.dtype == (like_dtype if floating else np.asarray(value).dtype)  # an integer `like` casts nothing
+    np.testing.assert_array_equal(t.data, np.asarray(value))
+
+
+def test_function_apply_wraps_numbers_and_arrays_like_its_first_tensor_input():
+    only_constants = Recorder.apply(np.arange(3.0))  # no Tensor input: wrapped as it is
+    assert only_constants.dtype == np.float64 and not only_constants.requires_grad
+    x32 = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    assert Add.apply(x32, 2.0).dtype == np.float32
+    y = Add.apply(np.full(3, 0.5), x32)  # the float64 constant comes first; the float32 tensor decides
+    assert y.dtype == np.float32 and y.requires_grad
+    fn, ctx, inputs = y._node
+    assert inputs[0].dtype == np.float32 and not inputs[0].requires_grad
+    y.backward(np.ones(3, dtype=np.float32))
+    np.testing.assert_array_equal(x32.grad, np.ones(3))
 
 
 def test_unbroadcast_sums_added_and_stretched_axes():
