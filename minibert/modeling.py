@@ -27,13 +27,12 @@ def activation(name: str):
     """The function a config's `hidden_act` names.
 
     Convention: "gelu" is the exact erf form (BERT, transformers); "gelu_new" and "gelu_pytorch_tanh" are
-    the tanh approximation. The GELUs run with inplace=True: the activation is only applied to the fresh
-    output of BertIntermediate's dense layer, whose array it may then reuse at inference.
+    the tanh approximation.
     """
     table = {
-        "gelu": lambda x: F.gelu(x, approximate="none", inplace=True),
-        "gelu_new": lambda x: F.gelu(x, approximate="tanh", inplace=True),
-        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh", inplace=True),
+        "gelu": lambda x: F.gelu(x, approximate="none"),
+        "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
+        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
         "relu": F.relu,
         "silu": F.silu,
         "swish": F.silu,
@@ -96,8 +95,7 @@ class BertSelfAttention(nn.Module):
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
-        # scores is a fresh array used only here: at inference the softmax may overwrite it.
-        probs = self.dropout(F.softmax(scores, axis=-1, mask=additive_mask, inplace=True))  # mask (B, 1, 1, T)
+        probs = self.dropout(F.softmax(scores, axis=-1, mask=additive_mask))  # mask (B, 1, 1, T)
         context = probs @ v  # (B, H, T, T) @ (B, H, T, Dh) -> (B, H, T, Dh)
         B, H, T, Dh = context.shape
         return context.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # (B, H, T, Dh) -> (B, T, D)
