@@ -8,10 +8,15 @@ Each Function's forward and backward show the reference formula in plain NumPy. 
 `kernels.py` computes the same thing faster, the Function calls it for float32 arrays only; every other
 dtype (float64 for gradient checks and parity tests) runs the formula as written.
 
+Activations are also looked up by name (`activation("gelu_new")`), in Hugging Face's vocabulary, with aliases
+for other vocabularies: see `ACTIVATIONS` and `ACTIVATION_ALIASES`.
+
 Weights follow the Hugging Face / PyTorch layout: `Linear.weight` is (out, in) and y = x @ W^T + b.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import numpy as np
 from scipy.special import erf
@@ -166,6 +171,37 @@ def silu(x: Tensor) -> Tensor:
 
 def tanh(x: Tensor) -> Tensor:
     return x.tanh()
+
+
+# ---- activations by name ------------------------------------------------------------------------------------
+ACTIVATIONS = {  # Hugging Face's names (a config's `hidden_act`) -> function Tensor -> Tensor
+    "gelu": gelu,  # exact (erf) form, as BERT
+    "gelu_new": partial(gelu, approximate="tanh"),
+    "gelu_pytorch_tanh": partial(gelu, approximate="tanh"),
+    "relu": relu,
+    "silu": silu,
+    "tanh": tanh,
+}
+ACTIVATION_ALIASES = {  # names from other vocabularies -> the canonical name above
+    "swish": "silu",
+    "gelu_tanh": "gelu_new",  # the original adapter-bert code's GELU
+    "gelu_orig": "gelu",  # AdapterHub's exact GELU
+}
+
+
+def canonical_activation(name: str) -> str:
+    """The canonical (Hugging Face) name for an activation name or alias; ValueError for an unknown name."""
+    if name in ACTIVATIONS:
+        return name
+    if name in ACTIVATION_ALIASES:
+        return ACTIVATION_ALIASES[name]
+    aliases = ", ".join(f"{alias} -> {canonical}" for alias, canonical in ACTIVATION_ALIASES.items())
+    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)} (aliases: {aliases})")
+
+
+def activation(name: str):
+    """The function (Tensor -> Tensor) an activation name or alias stands for."""
+    return ACTIVATIONS[canonical_activation(name)]
 
 
 class Softmax(Function):

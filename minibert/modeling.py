@@ -23,26 +23,6 @@ from autograd import Tensor, nn, where
 from minibert.config import BertConfig
 
 
-def activation(name: str):
-    """The function a config's `hidden_act` names.
-
-    Convention: "gelu" is the exact erf form (BERT, transformers); "gelu_new" and "gelu_pytorch_tanh" are
-    the tanh approximation.
-    """
-    table = {
-        "gelu": lambda x: F.gelu(x, approximate="none"),
-        "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-        "relu": F.relu,
-        "silu": F.silu,
-        "swish": F.silu,
-        "tanh": F.tanh,
-    }
-    if name not in table:
-        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(table)}")
-    return table[name]
-
-
 def _linear(config: BertConfig, n_in: int, n_out: int, dtype, rng) -> nn.Linear:
     return nn.Linear(n_in, n_out, dtype=dtype, init_std=config.initializer_range, rng=rng)
 
@@ -150,7 +130,7 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
         super().__init__()
         self.dense = _linear(config, config.hidden_size, config.intermediate_size, dtype, rng)
-        self.act = activation(config.hidden_act)
+        self.act = F.activation(config.hidden_act)
 
     def forward(self, x):
         return self.act(self.dense(x))  # (B, T, D) -> (B, T, F)

@@ -1,5 +1,6 @@
 """autograd.functional: forward values against NumPy / SciPy formulas, gradients against central differences,
-the fused closed-form backwards against the same formula built from primitives, masking, frozen weights."""
+the fused closed-form backwards against the same formula built from primitives, masking, frozen weights, inputs
+left untouched, and activations looked up by name. The float32 kernels are tested in test_kernels.py."""
 
 import numpy as np
 import pytest
@@ -277,3 +278,48 @@ def test_functions_leave_their_input_array_untouched_at_inference(name, dtype):
 def test_softmax_mask_must_broadcast_to_the_scores():
     with pytest.raises(ValueError):
         F.softmax(Tensor(np.zeros((3, 4))), mask=np.zeros((2, 3, 4)))  # would enlarge the scores
+
+
+# ---- activations by name ------------------------------------------------------------------------------------------
+SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+ACTIVATION_FORMULAS = {  # canonical name: reference formula on float64 arrays
+    "gelu": lambda x: x * 0.5 * (1.0 + erf(x / np.sqrt(2.0))),
+    "gelu_new": lambda x: 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x**3))),
+    "gelu_pytorch_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x**3))),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "silu": lambda x: x * expit(x),
+    "tanh": np.tanh,
+}
+
+
+def test_activation_registry_uses_hugging_face_names_with_aliases():
+    assert list(F.ACTIVATIONS) == ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "tanh"]
+    assert F.ACTIVATION_ALIASES == {"swish": "silu", "gelu_tanh": "gelu_new", "gelu_orig": "gelu"}
+
+
+@pytest.mark.parametrize("name", list(ACTIVATION_FORMULAS) + ["swish", "gelu_tanh", "gelu_orig"])
+def test_activation_by_name_computes_its_formula(name):
+    canonical = F.canonical_activation(name)
+    assert canonical == F.ACTIVATION_ALIASES.get(name, name)
+    assert F.activation(name) is F.ACTIVATIONS[canonical]
+    x = leaf(away_from_zero(np.random.default_rng(16), (4, 5), low=0.05, high=4.0))
+    np.testing.assert_allclose(F.activation(name)(x).data, ACTIVATION_FORMULAS[canonical](x.data),
+                               rtol=1e-14, atol=1e-15)
+    check_grads(F.activation(name), x)
+
+
+def test_exact_and_tanh_gelu_are_told_apart_by_name():
+    x = Tensor(np.array([1.0]))
+    assert F.activation("gelu")(x).item() == pytest.approx(0.8413447460685429, abs=1e-15)  # x Phi(x)
+    assert F.activation("gelu_new")(x).item() == pytest.approx(0.8411919906082768, abs=1e-15)  # tanh form
+    assert F.activation("gelu_orig")(x).item() == F.activation("gelu")(x).item()
+
+
+def test_unknown_activation_names_itself_the_choices_and_the_aliases():
+    with pytest.raises(ValueError) as err:
+        F.canonical_activation("gelu_fast")
+    message = str(err.value)
+    for word in ["'gelu_fast'", *F.ACTIVATIONS, *F.ACTIVATION_ALIASES]:
+        assert word in message, word
+    with pytest.raises(ValueError, match="gelu_fast"):
+        F.activation("gelu_fast")
