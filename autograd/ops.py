@@ -295,8 +295,8 @@ class Transpose(Function):
 def _scatter_add_rows(g, index, shape, dtype):
     """zeros(shape) with the rows of g added at rows `index` of axis 0, for y = x[index] with an integer array.
 
-    Why: np.add.at moves whole rows slowly (about 10 ns per element; an embedding backward took 15 ms); the same
-    sums, in the same order, are a product with the sparse one-hot matrix S (rows of x, n), S[index[j], j] = 1.
+    Why: np.add.at handles one element at a time, slowly for whole rows (an embedding's backward); the same sums,
+    in the same order, are a product with the sparse one-hot matrix S (rows of x, n), S[index[j], j] = 1.
     """
     from scipy.sparse import csr_array  # imported on first use
 
