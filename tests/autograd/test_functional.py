@@ -323,3 +323,43 @@ def test_unknown_activation_names_itself_the_choices_and_the_aliases():
         assert word in message, word
     with pytest.raises(ValueError, match="gelu_fast"):
         F.activation("gelu_fast")
+
+
+# ---- dropout on drawn shapes, bad options, large negative masks ---------------------------------------------
+@given(shape=nonscalar_shapes, p=st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]), seed=seeds)
+def test_dropout_on_drawn_shapes(shape, p, seed):
+    rng = np.random.default_rng(seed)
+    x = leaf(rng.standard_normal(shape))
+    y = F.dropout(x, p, True, np.random.default_rng(seed))
+    if p == 0.0:
+        assert y is x
+    else:
+        keep = np.random.default_rng(seed).random(shape) >= p  # the documented draw
+        expected = np.zeros(shape) if p == 1.0 else np.where(keep, x.data / (1 - p), 0.0)
+        np.testing.assert_allclose(y.data, expected, rtol=1e-15, atol=0)
+    assert F.dropout(x, p, False, rng) is x
+    check_grads(lambda x: F.dropout(x, p, True, np.random.default_rng(seed)), x)
+
+
+def test_gelu_rejects_an_unknown_approximation():
+    with pytest.raises(ValueError, match="approximate"):
+        F.gelu(leaf(np.ones(2)), approximate="sigmoid")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mask_value", [-1e4, -1e9, "min"])
+def test_softmax_row_fully_masked_by_a_large_negative_additive_mask(dtype, mask_value):
+    rng = np.random.default_rng(21)
+    scores = Tensor((4 * rng.standard_normal((2, 5))).astype(dtype), requires_grad=True)
+    big = np.finfo(dtype).min if mask_value == "min" else mask_value
+    mask = np.zeros((2, 5), dtype=dtype)
+    mask[0] = big  # row 0 fully masked
+    mask[1, 3:] = big  # row 1 partly masked
+    for fn in (F.softmax, F.log_softmax):
+        scores.grad = None
+        y = fn(scores + mask)
+        y.backward(rng.standard_normal(y.shape).astype(dtype))
+        assert np.isfinite(y.data).all() and np.isfinite(scores.grad).all() and y.dtype == dtype
+    p = F.softmax(scores + mask).data
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
+    assert (p[1, 3:] == 0).all()
