@@ -6,9 +6,9 @@
     from autograd.gradcheck import gradcheck, GradcheckError
 """
 
-from autograd import functional, gradcheck, nn, optim
+from autograd import functional, gradcheck, kernels, nn, optim
 from autograd.ops import concatenate, stack, where
-from autograd.tensor import Function, Tensor, is_grad_enabled, no_grad, unbroadcast
+from autograd.tensor import Function, Tensor, as_tensor, is_grad_enabled, no_grad, unbroadcast
 
-__all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "unbroadcast", "concatenate", "stack", "where",
-           "functional", "gradcheck", "nn", "optim"]
+__all__ = ["Tensor", "Function", "as_tensor", "no_grad", "is_grad_enabled", "unbroadcast", "concatenate", "stack",
+           "where", "functional", "gradcheck", "kernels", "nn", "optim"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from autograd import kernels
 from autograd.tensor import Function, Tensor, unbroadcast
 
 
@@ -98,15 +99,14 @@ class MatMul(Function):
 
     A 1-D operand is treated as a row (a) or column (b) vector, as NumPy does, and its gradient is
     reshaped back.
+    Float32: runs `kernels.matmul_f32`, the same product with a batched strided b made contiguous first.
     """
 
     @staticmethod
     def forward(ctx, a, b):
-        if b.ndim > 2 and b.strides[-1] != b.itemsize:
-            # A batched b with strided rows (K^T in attention, a transposed view) is copied first: OpenBLAS ran the
-            # one-small-GEMM-per-batch-entry loop up to 2x slower on it (13 ms vs 7 ms for B*H = 384) than a copy.
-            b = b.copy()
         ctx.save_for_backward(a, b)
+        if a.dtype == b.dtype == np.float32:
+            return kernels.matmul_f32(a, b)
         return a @ b
 
     @staticmethod
@@ -295,8 +295,8 @@ class Transpose(Function):
 def _scatter_add_rows(g, index, shape, dtype):
     """zeros(shape) with the rows of g added at rows `index` of axis 0, for y = x[index] with an integer array.
 
-    Why: np.add.at moves whole rows slowly (about 10 ns per element; an embedding backward took 15 ms); the same
-    sums, in the same order, are a product with the sparse one-hot matrix S (rows of x, n), S[index[j], j] = 1.
+    Why: np.add.at handles one element at a time, slowly for whole rows (an embedding's backward); the same sums,
+    in the same order, are a product with the sparse one-hot matrix S (rows of x, n), S[index[j], j] = 1.
     """
     from scipy.sparse import csr_array  # imported on first use
 
@@ -377,31 +377,18 @@ class Where(Function):
 
 
 # ---- module-level functions ----------------------------------------------------------------------------
-def _as_tensor(x, like=None):
-    if isinstance(x, Tensor):
-        return x
-    x = np.asarray(x)
-    if like is not None and x.dtype != like.dtype and np.issubdtype(like.dtype, np.floating):
-        x = x.astype(like.dtype)
-    return Tensor(x)
-
-
+# A number or array among the inputs is wrapped as a constant by Function.apply (see `as_tensor`).
 def concatenate(tensors, axis=0) -> Tensor:
     """Join tensors along an existing axis (np.concatenate)."""
-    tensors = list(tensors)
-    like = next((t for t in tensors if isinstance(t, Tensor)), None)
-    return Concatenate.apply(*(_as_tensor(t, like) for t in tensors), axis=axis)
+    return Concatenate.apply(*tensors, axis=axis)
 
 
 def stack(tensors, axis=0) -> Tensor:
     """Join tensors along a new axis (np.stack)."""
-    tensors = list(tensors)
-    like = next((t for t in tensors if isinstance(t, Tensor)), None)
-    return Stack.apply(*(_as_tensor(t, like) for t in tensors), axis=axis)
+    return Stack.apply(*tensors, axis=axis)
 
 
 def where(cond, a, b) -> Tensor:
     """Elementwise `a if cond else b`; `cond` is a boolean array (or Tensor) and gets no gradient."""
     cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
-    like = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
-    return Where.apply(_as_tensor(a, like), _as_tensor(b, like), cond=cond)
+    return Where.apply(a, b, cond=cond)

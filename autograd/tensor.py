@@ -1,4 +1,4 @@
-"""The core of the engine: `Tensor`, `Function`, `unbroadcast`, `no_grad` and reverse-mode `backward`.
+"""The core of the engine: `Tensor`, `Function`, `as_tensor`, `unbroadcast`, `no_grad` and reverse-mode `backward`.
 
 A `Tensor` wraps a NumPy array. Every differentiable operation is a `Function` subclass (see `ops.py`
 and `functional.py`) whose `forward` computes the value on raw arrays and saves what `backward` needs,
@@ -52,6 +52,20 @@ def unbroadcast(g: np.ndarray, shape: tuple) -> np.ndarray:
     return g.reshape(shape)
 
 
+def as_tensor(x, like=None) -> Tensor:
+    """x as a Tensor: a Tensor is returned unchanged; a number or array is wrapped as a constant (no gradient).
+
+    Convention: when `like` is a floating-point Tensor, the constant is cast to its dtype, so that a Python
+    number or a float64 array never silently turns a float32 graph into a float64 one.
+    """
+    if isinstance(x, Tensor):
+        return x
+    x = np.asarray(x)
+    if like is not None and np.issubdtype(like.dtype, np.floating) and x.dtype != like.dtype:
+        x = x.astype(like.dtype)
+    return Tensor(x)
+
+
 class Context:
     """What one call of a Function remembers between forward and backward."""
 
@@ -72,7 +86,8 @@ class Context:
 class Function:
     """One differentiable primitive: `forward(ctx, *arrays, **options)` and `backward(ctx, g)`.
 
-    Positional inputs are Tensors (differentiable); keyword options are plain values (axes, indices,
+    Positional inputs are Tensors (differentiable); a number or array among them is wrapped by `as_tensor` as
+    a constant of the first Tensor input's floating dtype. Keyword options are plain values (axes, indices,
     constants). `backward` returns one gradient per positional input, or None where
     `ctx.needs_input_grad[i]` is False, and never computes a gradient nobody needs.
     """
@@ -87,7 +102,8 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
-        inputs = tuple(x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs)
+        like = next((x for x in inputs if isinstance(x, Tensor)), None)
+        inputs = tuple(as_tensor(x, like) for x in inputs)
         needs = tuple(x.requires_grad for x in inputs)
         track = is_grad_enabled() and any(needs)
         ctx = Context(needs, saving=track)
@@ -225,44 +241,36 @@ class Tensor:
         return order
 
     # ---- arithmetic (each maps to one Function in ops.py) -------------------------------------------
-    def _lift(self, other) -> Tensor:
-        """Wrap a Python number or array as a constant Tensor of self's dtype (no silent upcast)."""
-        if isinstance(other, Tensor):
-            return other
-        other = np.asarray(other)
-        if np.issubdtype(self.dtype, np.floating) and other.dtype != self.dtype:
-            other = other.astype(self.dtype)
-        return Tensor(other)
-
+    # A number or array operand becomes a constant of self's dtype in Function.apply (see `as_tensor`).
     def __add__(self, other):
-        return ops.Add.apply(self, self._lift(other))
+        return ops.Add.apply(self, other)
 
     def __radd__(self, other):
-        return ops.Add.apply(self._lift(other), self)
+        return ops.Add.apply(other, self)
 
     def __sub__(self, other):
-        return ops.Sub.apply(self, self._lift(other))
+        return ops.Sub.apply(self, other)
 
     def __rsub__(self, other):
-        return ops.Sub.apply(self._lift(other), self)
+        return ops.Sub.apply(other, self)
 
     def __mul__(self, other):
-        return ops.Mul.apply(self, self._lift(other))
+        return ops.Mul.apply(self, other)
 
     def __rmul__(self, other):
-        return ops.Mul.apply(self._lift(other), self)
+        return ops.Mul.apply(other, self)
 
     def __truediv__(self, other):
-        return ops.Div.apply(self, self._lift(other))
+        return ops.Div.apply(self, other)
 
     def __rtruediv__(self, other):
-        return ops.Div.apply(self._lift(other), self)
+        return ops.Div.apply(other, self)
 
     def __matmul__(self, other):
-        return ops.MatMul.apply(self, self._lift(other))
+        return ops.MatMul.apply(self, other)
 
     def __rmatmul__(self, other):
-        return ops.MatMul.apply(self._lift(other), self)
+        return ops.MatMul.apply(other, self)
 
     def __neg__(self):
         return ops.Neg.apply(self)
@@ -276,7 +284,7 @@ class Tensor:
 
     def __rpow__(self, base):
         # c ** x = exp(x log c), for a constant c > 0 (a number or an array, cast to self's dtype)
-        return (self * self._lift(np.log(base))).exp()
+        return (self * np.log(base)).exp()
 
     # Comparisons give plain boolean arrays: they have no gradient.
     def _raw(self, other):

@@ -23,27 +23,6 @@ from autograd import Tensor, nn, where
 from minibert.config import BertConfig
 
 
-def activation(name: str):
-    """The function a config's `hidden_act` names.
-
-    Convention: "gelu" is the exact erf form (BERT, transformers); "gelu_new" and "gelu_pytorch_tanh" are
-    the tanh approximation. The GELUs run with inplace=True: the activation is only applied to the fresh
-    output of BertIntermediate's dense layer, whose array it may then reuse at inference.
-    """
-    table = {
-        "gelu": lambda x: F.gelu(x, approximate="none", inplace=True),
-        "gelu_new": lambda x: F.gelu(x, approximate="tanh", inplace=True),
-        "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh", inplace=True),
-        "relu": F.relu,
-        "silu": F.silu,
-        "swish": F.silu,
-        "tanh": F.tanh,
-    }
-    if name not in table:
-        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(table)}")
-    return table[name]
-
-
 def _linear(config: BertConfig, n_in: int, n_out: int, dtype, rng) -> nn.Linear:
     return nn.Linear(n_in, n_out, dtype=dtype, init_std=config.initializer_range, rng=rng)
 
@@ -101,8 +80,7 @@ class BertSelfAttention(nn.Module):
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
         scores = q @ k.swapaxes(-1, -2)  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
-        # scores is a fresh array used only here: at inference the softmax may overwrite it.
-        probs = self.dropout(F.softmax(scores, axis=-1, mask=additive_mask, inplace=True))  # mask (B, 1, 1, T)
+        probs = self.dropout(F.softmax(scores, axis=-1, mask=additive_mask))  # mask (B, 1, 1, T)
         context = probs @ v  # (B, H, T, T) @ (B, H, T, Dh) -> (B, H, T, Dh)
         B, H, T, Dh = context.shape
         return context.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # (B, H, T, Dh) -> (B, T, D)
@@ -156,7 +134,7 @@ class BertIntermediate(nn.Module):
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
         super().__init__()
         self.dense = _linear(config, config.hidden_size, config.intermediate_size, dtype, rng)
-        self.act = activation(config.hidden_act)
+        self.act = F.activation(config.hidden_act)
 
     def forward(self, x):
         return self.act(self.dense(x))  # (B, T, D) -> (B, T, F)

@@ -1,11 +1,29 @@
-"""The engine in autograd/tensor.py: wrapping, graph recording, no_grad, backward (accumulation, freeing,
-deep graphs, determinism), frozen inputs and dtypes."""
+"""The engine in autograd/tensor.py: wrapping, constants (as_tensor), graph recording, no_grad, backward
+(accumulation, freeing, deep graphs, determinism), frozen inputs computing nothing, and dtypes, also end to end
+on a small model."""
+
+import math
 
 import numpy as np
 import pytest
+from autograd_helpers import away_from_zero
 
+import autograd
 import autograd.functional as F
-from autograd import Function, Tensor, concatenate, is_grad_enabled, no_grad, stack, unbroadcast, where
+from autograd import (
+    Function,
+    Tensor,
+    as_tensor,
+    concatenate,
+    is_grad_enabled,
+    nn,
+    no_grad,
+    optim,
+    stack,
+    unbroadcast,
+    where,
+)
+from autograd.ops import Add
 
 
 class Recorder(Function):
@@ -65,6 +83,37 @@ def test_comparisons_return_plain_bool_arrays():
 def test_tensor_stays_hashable_by_identity():
     a, b = Tensor(np.zeros(2)), Tensor(np.zeros(2))
     assert len({a, b, a}) == 2
+
+
+# ---- constants: as_tensor ------------------------------------------------------------------------------------
+def test_as_tensor_returns_a_tensor_unchanged():
+    x = Tensor(np.ones(2, dtype=np.float32), requires_grad=True)
+    assert as_tensor(x) is x and as_tensor(x, like=Tensor(np.ones(2))) is x  # a Tensor is never cast
+    assert autograd.as_tensor is as_tensor
+
+
+@pytest.mark.parametrize("value", [2, 0.5, [1.0, 2.0], np.arange(3.0), np.float64(1.5), np.arange(3)])
+@pytest.mark.parametrize("like_dtype", [np.float32, np.float64, np.int64, None])
+def test_as_tensor_wraps_a_constant_in_the_floating_dtype_of_like(value, like_dtype):
+    like = None if like_dtype is None else Tensor(np.ones(2, dtype=like_dtype))
+    t = as_tensor(value, like)
+    assert isinstance(t, Tensor) and not t.requires_grad and t.is_leaf
+    floating = like_dtype in (np.float32, np.float64)
+    assert t.dtype == (like_dtype if floating else np.asarray(value).dtype)  # an integer `like` casts nothing
+    np.testing.assert_array_equal(t.data, np.asarray(value))
+
+
+def test_function_apply_wraps_numbers_and_arrays_like_its_first_tensor_input():
+    only_constants = Recorder.apply(np.arange(3.0))  # no Tensor input: wrapped as it is
+    assert only_constants.dtype == np.float64 and not only_constants.requires_grad
+    x32 = Tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    assert Add.apply(x32, 2.0).dtype == np.float32
+    y = Add.apply(np.full(3, 0.5), x32)  # the float64 constant comes first; the float32 tensor decides
+    assert y.dtype == np.float32 and y.requires_grad
+    fn, ctx, inputs = y._node
+    assert inputs[0].dtype == np.float32 and not inputs[0].requires_grad
+    y.backward(np.ones(3, dtype=np.float32))
+    np.testing.assert_array_equal(x32.grad, np.ones(3))
 
 
 def test_unbroadcast_sums_added_and_stretched_axes():
@@ -289,3 +338,125 @@ def test_no_grad_saves_nothing_in_any_op(name, monkeypatch):
     contexts.clear()
     OPS[name](x)  # control: with grad enabled the same ops do record (and those that need it save)
     assert contexts and all(ctx._saving for ctx in contexts)
+
+
+# ---- frozen inputs: no .grad, and their gradient is not computed -------------------------------------------
+FROZEN_CASES = {  # name: (op, input shapes); each input in turn is the frozen one
+    "add": (lambda a, b: a + b, [(2, 3), (3,)]),
+    "sub": (lambda a, b: a - b, [(2, 3), (2, 1)]),
+    "mul": (lambda a, b: a * b, [(2, 3), (3,)]),
+    "div": (lambda a, b: a / b, [(2, 3), (2, 3)]),
+    "matmul": (lambda a, b: a @ b, [(2, 3), (3, 4)]),
+    "where": (lambda a, b: where(np.array([True, False, True]), a, b), [(2, 3), (3,)]),
+    "concatenate": (lambda a, b: concatenate([a, b], axis=1), [(2, 3), (2, 2)]),
+    "stack": (lambda a, b: stack([a, b], axis=0), [(2, 3), (2, 3)]),
+    "linear": (F.linear, [(2, 3), (4, 3), (4,)]),
+    "layer_norm": (lambda x, w, b: F.layer_norm(x, w, b, 1e-5), [(2, 3), (3,), (3,)]),
+}
+
+
+@pytest.mark.parametrize("name", FROZEN_CASES)
+def test_backward_returns_none_and_computes_nothing_for_frozen_inputs(name):
+    op, in_shapes = FROZEN_CASES[name]
+    rng = np.random.default_rng(27)
+    arrays = [away_from_zero(rng, s) for s in in_shapes]
+    for frozen in range(len(arrays)):
+        inputs = [Tensor(a, requires_grad=i != frozen) for i, a in enumerate(arrays)]
+        out = op(*inputs)
+        fn, ctx, node_inputs = out._node
+        grads = fn.backward(ctx, rng.standard_normal(out.shape))  # the op's own backward, not the engine's loop
+        for x, g in zip(node_inputs, grads):
+            assert (g is None) == (not x.requires_grad), f"{name}: input frozen={not x.requires_grad}"
+        out.backward(rng.standard_normal(out.shape))
+        assert inputs[frozen].grad is None
+        assert all(x.grad is not None for i, x in enumerate(inputs) if i != frozen)
+
+
+def test_frozen_layers_in_a_model_skip_their_weight_gradients(monkeypatch):
+    """Adapter-style training: base layers frozen, one layer trainable. A spy on the fused linear backward shows
+    which gradients each call computed: the first layer (no trainable input) is never even called."""
+    calls, original = [], F.Linear.backward
+
+    def spy(ctx, g):
+        grads = original(ctx, g)
+        calls.append((ctx.needs_input_grad, tuple(gr is not None for gr in grads)))
+        return grads
+
+    monkeypatch.setattr(F.Linear, "backward", staticmethod(spy))
+    rng = np.random.default_rng(28)
+    model = nn.Sequential(nn.Linear(4, 5, rng=rng, dtype=np.float64), nn.Linear(5, 6, rng=rng, dtype=np.float64),
+                          nn.Linear(6, 3, rng=rng, dtype=np.float64))
+    model.requires_grad_(False)
+    model[1].requires_grad_(True)
+    assert model.num_parameters(trainable_only=True) == 5 * 6 + 6
+    loss = F.cross_entropy(model(Tensor(rng.standard_normal((2, 4)))), np.array([0, 2]))
+    loss.backward()
+    assert calls == [((True, False, False), (True, False, False)),  # layer 2: dx only, no dW / db
+                     ((False, True, True), (False, True, True))]  # layer 1: dW and db, no dx (input frozen)
+    for i, layer in enumerate(model):
+        assert (layer.weight.grad is not None) == (i == 1) and (layer.bias.grad is not None) == (i == 1)
+
+
+# ---- determinism and dtypes end to end, on a small model -----------------------------------------------------------
+class TinyClassifier(nn.Module):
+    """Embedding -> attention-like softmax mixing -> Linear -> GELU -> LayerNorm -> Dropout -> Linear."""
+
+    def __init__(self, dtype, seed=0):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.embed = nn.Embedding(11, 6, dtype=dtype, init_std=0.5, rng=rng)
+        self.dense = nn.Linear(6, 7, dtype=dtype, init_std=0.5, rng=rng)
+        self.norm = nn.LayerNorm(7, dtype=dtype)
+        self.drop = nn.Dropout(0.2, rng=np.random.default_rng(seed + 1))
+        self.head = nn.Linear(7, 3, dtype=dtype, init_std=0.5, rng=rng)
+
+    def forward(self, ids):
+        h = self.embed(ids)  # (B, T, 6)
+        scores = (h @ h.swapaxes(-1, -2)) / math.sqrt(6)  # (B, T, T)
+        h = F.softmax(scores, -1) @ h
+        h = self.drop(self.norm(F.gelu(self.dense(h))))
+        return self.head(h.mean(axis=1))  # (B, 3)
+
+
+IDS, LABELS = np.array([[1, 4, 4, 9], [0, 2, 10, 3]]), np.array([2, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_same_input_gives_bit_identical_gradients(dtype):
+    runs = []
+    for _ in range(2):
+        model = TinyClassifier(dtype)
+        F.cross_entropy(model(IDS), LABELS).backward()
+        runs.append([p.grad for p in model.parameters()])
+    for g0, g1 in zip(*runs):
+        assert np.array_equal(g0, g1)
+    model = TinyClassifier(dtype)  # and the same model twice, gradients reset in between
+    grads = []
+    for _ in range(2):
+        model.zero_grad()
+        model.drop.rng = np.random.default_rng(1)
+        F.cross_entropy(model(IDS), LABELS).backward()
+        grads.append([p.grad for p in model.parameters()])
+    assert all(np.array_equal(a, b) for a, b in zip(*grads))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_model_keeps_its_dtype_end_to_end(dtype):
+    model = TinyClassifier(dtype)
+    decay = [p for n, p in model.named_parameters() if "norm" not in n and not n.endswith("bias")]
+    rest = [p for n, p in model.named_parameters() if "norm" in n or n.endswith("bias")]
+    opt = optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}], lr=1e-2, eps=1e-6)
+    for _ in range(2):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(IDS), LABELS)
+        assert loss.dtype == dtype
+        assert all(node.dtype == dtype for node in loss._topological_order())  # every intermediate value
+        loss.backward()
+        assert all(p.grad.dtype == dtype for p in model.parameters())
+        optim.clip_grad_norm_(model.parameters(), max_norm=0.1)
+        assert all(p.grad.dtype == dtype for p in model.parameters())
+        opt.step()
+    assert all(p.dtype == dtype for p in model.parameters())
+    assert all(s["exp_avg"].dtype == dtype and s["exp_avg_sq"].dtype == dtype for s in opt.state.values())
+    with no_grad():
+        assert model.eval()(IDS).dtype == dtype

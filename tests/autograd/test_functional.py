@@ -1,5 +1,6 @@
 """autograd.functional: forward values against NumPy / SciPy formulas, gradients against central differences,
-the fused closed-form backwards against the same formula built from primitives, masking, frozen weights."""
+the fused closed-form backwards against the same formula built from primitives, masking, frozen weights, inputs
+left untouched, and activations looked up by name. The float32 kernels are tested in test_kernels.py."""
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scipy.special import log_softmax as sp_log_softmax
 from scipy.special import softmax as sp_softmax
 
 import autograd.functional as F
-from autograd import Function, Tensor, ops
+from autograd import Function, Tensor, no_grad, ops
 
 # Fused against composite in float64: the same formula evaluated in a different order, O(1) values.
 FUSED_TOL = dict(rtol=1e-12, atol=1e-12)
@@ -144,15 +145,6 @@ def test_mse_loss(shapes, seed):
     check_grads(F.mse_loss, a, t)
 
 
-def test_float32_erf_stays_within_its_stated_error():
-    x = np.linspace(-6, 6, 100_001)
-    approx = F._erf(x.astype(np.float32))
-    # 1.5e-7: Abramowitz & Stegun 7.1.26's bound for the formula. Plus float32 evaluation: about ten rounded
-    # operations (Horner, exp, product, 1 - ...) on values of size <= ~1, each off by at most eps32 / 2.
-    np.testing.assert_allclose(approx, erf(x.astype(np.float32).astype(np.float64)), rtol=0,
-                               atol=1.5e-7 + 10 * np.finfo(np.float32).eps / 2)
-
-
 # ---- fused against composite ------------------------------------------------------------------------------------
 class Erf(Function):
     """erf as a primitive, for the composite exact GELU:  y = erf(x),  dx = g * 2 / sqrt(pi) * exp(-x^2)."""
@@ -266,3 +258,108 @@ def test_frozen_weight_skips_its_gradient_matmul(op, weight_trainable, expected_
     y.backward(rng.standard_normal(y.shape))
     assert CountingArray.matmuls == expected_matmuls  # dx always; dW only when W is trainable
     assert x.grad is not None and (w.grad is not None) == weight_trainable
+
+
+# ---- inputs are never overwritten -------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "softmax", "softmax_masked", "layer_norm"])
+def test_functions_leave_their_input_array_untouched_at_inference(name, dtype):
+    fn = {"gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, "tanh"), "softmax": F.softmax,
+          "softmax_masked": lambda x: F.softmax(x, mask=np.array([0.0, -1e9, 0.0, 0.0, 0.0])),
+          "layer_norm": lambda x: F.layer_norm(x, Tensor(np.ones(5, dtype)), Tensor(np.zeros(5, dtype)))}[name]
+    a = np.random.default_rng(15).standard_normal((3, 4, 5)).astype(dtype)
+    before = a.copy()
+    with no_grad():
+        y = fn(Tensor(a))
+    assert y.data is not a and not np.shares_memory(y.data, a)
+    np.testing.assert_array_equal(a, before)
+
+
+def test_softmax_mask_must_broadcast_to_the_scores():
+    with pytest.raises(ValueError):
+        F.softmax(Tensor(np.zeros((3, 4))), mask=np.zeros((2, 3, 4)))  # would enlarge the scores
+
+
+# ---- activations by name ------------------------------------------------------------------------------------------
+SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+ACTIVATION_FORMULAS = {  # canonical name: reference formula on float64 arrays
+    "gelu": lambda x: x * 0.5 * (1.0 + erf(x / np.sqrt(2.0))),
+    "gelu_new": lambda x: 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x**3))),
+    "gelu_pytorch_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x**3))),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "silu": lambda x: x * expit(x),
+    "tanh": np.tanh,
+}
+
+
+def test_activation_registry_uses_hugging_face_names_with_aliases():
+    assert list(F.ACTIVATIONS) == ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "tanh"]
+    assert F.ACTIVATION_ALIASES == {"swish": "silu", "gelu_tanh": "gelu_new", "gelu_orig": "gelu"}
+
+
+@pytest.mark.parametrize("name", list(ACTIVATION_FORMULAS) + ["swish", "gelu_tanh", "gelu_orig"])
+def test_activation_by_name_computes_its_formula(name):
+    canonical = F.canonical_activation(name)
+    assert canonical == F.ACTIVATION_ALIASES.get(name, name)
+    assert F.activation(name) is F.ACTIVATIONS[canonical]
+    x = leaf(away_from_zero(np.random.default_rng(16), (4, 5), low=0.05, high=4.0))
+    np.testing.assert_allclose(F.activation(name)(x).data, ACTIVATION_FORMULAS[canonical](x.data),
+                               rtol=1e-14, atol=1e-15)
+    check_grads(F.activation(name), x)
+
+
+def test_exact_and_tanh_gelu_are_told_apart_by_name():
+    x = Tensor(np.array([1.0]))
+    assert F.activation("gelu")(x).item() == pytest.approx(0.8413447460685429, abs=1e-15)  # x Phi(x)
+    assert F.activation("gelu_new")(x).item() == pytest.approx(0.8411919906082768, abs=1e-15)  # tanh form
+    assert F.activation("gelu_orig")(x).item() == F.activation("gelu")(x).item()
+
+
+def test_unknown_activation_names_itself_the_choices_and_the_aliases():
+    with pytest.raises(ValueError) as err:
+        F.canonical_activation("gelu_fast")
+    message = str(err.value)
+    for word in ["'gelu_fast'", *F.ACTIVATIONS, *F.ACTIVATION_ALIASES]:
+        assert word in message, word
+    with pytest.raises(ValueError, match="gelu_fast"):
+        F.activation("gelu_fast")
+
+
+# ---- dropout on drawn shapes, bad options, large negative masks ---------------------------------------------
+@given(shape=nonscalar_shapes, p=st.sampled_from([0.0, 0.1, 0.5, 0.9, 1.0]), seed=seeds)
+def test_dropout_on_drawn_shapes(shape, p, seed):
+    rng = np.random.default_rng(seed)
+    x = leaf(rng.standard_normal(shape))
+    y = F.dropout(x, p, True, np.random.default_rng(seed))
+    if p == 0.0:
+        assert y is x
+    else:
+        keep = np.random.default_rng(seed).random(shape) >= p  # the documented draw
+        expected = np.zeros(shape) if p == 1.0 else np.where(keep, x.data / (1 - p), 0.0)
+        np.testing.assert_allclose(y.data, expected, rtol=1e-15, atol=0)
+    assert F.dropout(x, p, False, rng) is x
+    check_grads(lambda x: F.dropout(x, p, True, np.random.default_rng(seed)), x)
+
+
+def test_gelu_rejects_an_unknown_approximation():
+    with pytest.raises(ValueError, match="approximate"):
+        F.gelu(leaf(np.ones(2)), approximate="sigmoid")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mask_value", [-1e4, -1e9, "min"])
+def test_softmax_row_fully_masked_by_a_large_negative_additive_mask(dtype, mask_value):
+    rng = np.random.default_rng(21)
+    scores = Tensor((4 * rng.standard_normal((2, 5))).astype(dtype), requires_grad=True)
+    big = np.finfo(dtype).min if mask_value == "min" else mask_value
+    mask = np.zeros((2, 5), dtype=dtype)
+    mask[0] = big  # row 0 fully masked
+    mask[1, 3:] = big  # row 1 partly masked
+    for fn in (F.softmax, F.log_softmax):
+        scores.grad = None
+        y = fn(scores + mask)
+        y.backward(rng.standard_normal(y.shape).astype(dtype))
+        assert np.isfinite(y.data).all() and np.isfinite(scores.grad).all() and y.dtype == dtype
+    p = F.softmax(scores + mask).data
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
+    assert (p[1, 3:] == 0).all()

@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+from autograd_helpers import check_grads
 
+import autograd.functional as F
 from autograd import Tensor, nn
 
 
@@ -168,3 +170,35 @@ def test_module_dict_and_list_access():
 def test_parameter_must_be_floating_point():
     with pytest.raises(TypeError, match="floating"):
         nn.Parameter(np.arange(3))
+
+
+# ---- layers against their formulas, dtype round trip ------------------------------------------------------
+def test_embedding_layer_norm_and_sequential_modules():
+    rng = np.random.default_rng(29)
+    emb = nn.Embedding(5, 3, dtype=np.float64, rng=rng)
+    ids = np.array([[4, 0], [4, 4]])
+    np.testing.assert_array_equal(emb(ids).data, emb.weight.data[ids])
+    check_grads(lambda w: F.embedding(ids, w), emb.weight)
+
+    norm = nn.LayerNorm(3, eps=1e-5, dtype=np.float64)
+    assert norm.weight.shape == norm.bias.shape == (3,) and norm.eps == 1e-5
+    x = rng.standard_normal((2, 3))
+    xc = x - x.mean(-1, keepdims=True)
+    np.testing.assert_allclose(norm(Tensor(x)).data, xc / np.sqrt((xc**2).mean(-1, keepdims=True) + 1e-5),
+                               rtol=1e-12, atol=1e-14)
+
+    seq = nn.Sequential(nn.Linear(3, 4, rng=rng, dtype=np.float64), nn.Linear(4, 2, rng=rng, dtype=np.float64))
+    expected = (x @ seq[0].weight.data.T + seq[0].bias.data) @ seq[1].weight.data.T + seq[1].bias.data
+    np.testing.assert_allclose(seq(Tensor(x)).data, expected, rtol=1e-12)
+    assert seq.parameters() == [p for _, p in seq.named_parameters()]
+    assert [n for n, _ in seq.named_parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+    assert all(type(v) is np.ndarray for v in seq.state_dict().values())
+    assert seq.requires_grad_(False) is seq and seq.num_parameters(trainable_only=True) == 0
+
+
+def test_module_astype_round_trip_keeps_values():
+    layer = nn.Linear(3, 2, rng=np.random.default_rng(30))
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    layer.astype(np.float64).astype(np.float32)
+    for k, v in layer.state_dict().items():
+        assert v.dtype == np.float32 and np.array_equal(v, before[k])

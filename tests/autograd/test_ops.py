@@ -1,5 +1,8 @@
 """The primitives of autograd/ops.py: forward values against NumPy, gradients against central differences in
-float64 on Hypothesis-drawn shapes (broadcasting included), and the conventions (max ties, scatter-add)."""
+float64 on Hypothesis-drawn shapes (broadcasting included), reflected operators with a constant on the left,
+and the conventions (max ties, scatter-add)."""
+
+import math
 
 import numpy as np
 import pytest
@@ -270,3 +273,171 @@ def test_pow_zero_has_zero_gradient_even_at_zero():
     z = Tensor(np.array([0.0, 1.0, -2.0]), requires_grad=True)
     (z ** 0).sum().backward()
     np.testing.assert_array_equal(z.grad, [0.0, 0.0, 0.0])
+
+
+# ---- drawn shapes for the cases above, reflected operators, max ties -----------------------------------------
+def normalised_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted(a % ndim for a in ((axis,) if isinstance(axis, int) else axis)))
+
+
+@given(shape=nonscalar_shapes, seed=seeds, data=st.data())
+def test_swapaxes_on_drawn_shapes(shape, seed, data):
+    a, b = (data.draw(st.integers(-len(shape), len(shape) - 1), label=f"axis{i}") for i in (1, 2))
+    x = leaf(np.random.default_rng(seed).standard_normal(shape))
+    np.testing.assert_array_equal(x.swapaxes(a, b).data, np.swapaxes(x.data, a, b))
+    check_grads(lambda x: x.swapaxes(a, b), x)
+
+
+@given(shape=shapes, seed=seeds, data=st.data())
+def test_reshape_to_any_compatible_shape(shape, seed, data):
+    target = list(data.draw(st.permutations(shape), label="sizes"))
+    target.insert(data.draw(st.integers(0, len(target)), label="where 1"), 1)
+    target[data.draw(st.integers(0, len(target) - 1), label="which -1")] = -1
+    x = leaf(np.random.default_rng(seed).standard_normal(shape))
+    np.testing.assert_array_equal(x.reshape(*target).data, x.data.reshape(target))
+    np.testing.assert_array_equal(x.reshape(tuple(target)).data, x.data.reshape(target))
+    check_grads(lambda x: x.reshape(*target), x)
+
+
+def scatter_add_reference(shape, index, g):
+    """dx for y = x[index] with integer arrays only, one element at a time (no np.add.at)."""
+    dx = np.zeros(shape)
+    index = np.broadcast_arrays(*index)
+    for pos in np.ndindex(g.shape):
+        dx[tuple(int(i[pos]) for i in index)] += g[pos]
+    return dx
+
+
+@given(shape=nonscalar_shapes, seed=seeds, data=st.data())
+def test_getitem_integer_arrays_scatter_add_repeated_indices(shape, seed, data):
+    index = data.draw(hnp.integer_array_indices(shape, result_shape=hnp.array_shapes(max_dims=2, max_side=6)),
+                      label="index")  # negative indices and repeats included
+    rng = np.random.default_rng(seed)
+    x = leaf(rng.standard_normal(shape))
+    y = x[index]
+    np.testing.assert_array_equal(y.data, x.data[index])
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    np.testing.assert_allclose(x.grad, scatter_add_reference(shape, index, g), rtol=1e-14, atol=1e-15)
+    check_grads(lambda x: x[index], x)
+
+
+@given(shape=nonscalar_shapes, seed=seeds, data=st.data())
+def test_getitem_integer_array_on_one_axis_between_slices(shape, seed, data):
+    axis = data.draw(st.integers(0, len(shape) - 1), label="axis")
+    n = shape[axis]
+    ids = data.draw(hnp.arrays(np.int64, hnp.array_shapes(max_dims=2, max_side=5), elements=st.integers(-n, n - 1)),
+                    label="ids")
+    index = (slice(None),) * axis + (ids,)
+    x = leaf(np.random.default_rng(seed).standard_normal(shape))
+    np.testing.assert_array_equal(x[index].data, x.data[index])
+    check_grads(lambda x: x[index], x)
+
+
+@given(shape=nonscalar_shapes, n=st.integers(2, 3), seed=seeds, data=st.data())
+def test_concatenate_equal_parts_get_their_own_slice_back(shape, n, seed, data):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+    rng = np.random.default_rng(seed)
+    parts = [leaf(rng.standard_normal(shape)) for _ in range(n)]  # same shapes: a swapped slice would fit
+    y = concatenate(parts, axis)
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    for part, expected in zip(parts, np.split(g, n, axis=axis)):
+        np.testing.assert_array_equal(part.grad, expected)
+    check_grads(lambda *ps: concatenate(ps, axis), *parts)
+
+
+@given(shape=shapes, seed=seeds)
+def test_cast_round_trip(shape, seed):
+    rng = np.random.default_rng(seed)
+    x, w = leaf(rng.standard_normal(shape)), rng.standard_normal(shape)
+    check_grads(lambda x: (x.astype(np.longdouble) * w).astype(np.float64), x)
+    y = x.astype(np.float32).astype(np.float64)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y.data, x.data.astype(np.float32).astype(np.float64))
+    g = rng.standard_normal(shape)
+    y.backward(g)
+    np.testing.assert_array_equal(x.grad, g.astype(np.float32).astype(np.float64))  # rounded through float32
+
+
+@given(shapes=broadcast_pairs, seed=seeds)
+def test_pow_tensor_exponent_and_constant_base_broadcast(shapes, seed):
+    sa, sb = shapes.input_shapes
+    rng = np.random.default_rng(seed)
+    a, b, c = leaf(rng.uniform(0.3, 3.0, sa)), leaf(rng.uniform(-2.0, 2.0, sb)), rng.uniform(0.3, 3.0, sa)
+    np.testing.assert_allclose((a**b).data, np.power(a.data, b.data), rtol=1e-13)
+    np.testing.assert_allclose((c**b).data, np.power(c, b.data), rtol=1e-13)
+    np.testing.assert_allclose((2.5**b).data, np.power(2.5, b.data), rtol=1e-13)
+    check_grads(lambda a, b: a**b, a, b)
+    check_grads(lambda b: c**b, b)
+    check_grads(lambda b: 2.5**b, b)
+
+
+@given(shapes=broadcast_pairs, seed=seeds)
+def test_pow_by_a_constant_array_of_exponents(shapes, seed):
+    sx, se = shapes.input_shapes
+    rng = np.random.default_rng(seed)
+    x = leaf(away_from_zero(rng, sx, low=0.3, high=2.0))  # either sign: integer exponents
+    e = rng.integers(-2, 4, se).astype(np.float64)
+    assert (x**e).shape == shapes.result_shape
+    # pow is not correctly rounded, and NumPy's loops for broadcast (stride 0) and contiguous operands can
+    # differ in the last bit (seen: 2.1e-16 relative), so a few ulps rather than bit equality.
+    np.testing.assert_allclose((x**e).data, np.power(x.data, e), rtol=4 * np.finfo(np.float64).eps, atol=0)
+    check_grads(lambda x: x**e, x)
+    xp, ef = leaf(np.abs(x.data)), rng.uniform(-2.0, 2.0, se)  # positive base: fractional exponents
+    np.testing.assert_allclose((xp**ef).data, np.power(xp.data, ef), rtol=4 * np.finfo(np.float64).eps, atol=0)
+    check_grads(lambda x: x**ef, xp)
+
+
+REFLECTED = {  # the constant is on the left, so Python (or NumPy, deferring) calls Tensor.__r*__
+    "radd": (lambda c, x: c + x, np.add), "rsub": (lambda c, x: c - x, np.subtract),
+    "rmul": (lambda c, x: c * x, np.multiply), "rdiv": (lambda c, x: c / x, np.divide),
+}
+
+
+@pytest.mark.parametrize("name", REFLECTED)
+@given(shapes=broadcast_pairs, seed=seeds, python_number=st.booleans())
+def test_reflected_operators_with_a_number_or_an_array_on_the_left(name, shapes, seed, python_number):
+    op, reference = REFLECTED[name]
+    sc, sx = shapes.input_shapes
+    rng = np.random.default_rng(seed)
+    c = float(rng.standard_normal()) if python_number else rng.standard_normal(sc)
+    x = leaf(away_from_zero(rng, sx))
+    out = op(c, x)
+    assert isinstance(out, Tensor)  # not a NumPy object array: NumPy deferred to the Tensor
+    np.testing.assert_array_equal(out.data, reference(c, x.data))
+    check_grads(lambda x: op(c, x), x)
+
+
+@pytest.mark.parametrize("shape_c, shape_x", [((3,), (3, 4)), ((2, 3), (3,)), ((2, 5, 3), (3, 4)), ((3,), (3,))])
+def test_reflected_matmul_with_an_array_on_the_left(shape_c, shape_x):
+    rng = np.random.default_rng(20)
+    c, x = rng.standard_normal(shape_c), leaf(rng.standard_normal(shape_x))
+    out = c @ x
+    assert isinstance(out, Tensor)
+    np.testing.assert_allclose(out.data, c @ x.data, rtol=1e-14)
+    check_grads(lambda x: c @ x, x)
+
+
+@given(data=st.data(), shape=nonscalar_shapes, keepdims=st.booleans(), seed=seeds)
+def test_max_ties_split_evenly_on_drawn_shapes(data, shape, keepdims, seed):
+    nd = len(shape)
+    axis = data.draw(st.one_of(st.none(), st.integers(-nd, nd - 1), hnp.valid_tuple_axes(nd, min_size=1)))
+    rng = np.random.default_rng(seed)
+    x = leaf(rng.integers(0, 3, shape).astype(np.float64))  # three values only: ties everywhere
+    y = x.max(axis=axis, keepdims=keepdims)
+    np.testing.assert_array_equal(y.data, x.data.max(axis=axis, keepdims=keepdims))
+    g = rng.standard_normal(y.shape)
+    y.backward(g)
+    # Reference: reduced axes moved last and flattened; each output's g shared equally by the tied maxima.
+    red = normalised_axes(axis, nd)
+    kept = tuple(a for a in range(nd) if a not in red)
+    rows = np.transpose(x.data, kept + red).reshape(-1, math.prod(shape[a] for a in red))
+    expected = np.zeros_like(rows)
+    for r, gr in enumerate(g.reshape(-1)):
+        ties = rows[r] == rows[r].max()
+        expected[r, ties] = gr / ties.sum()
+    expected = np.transpose(expected.reshape([shape[a] for a in kept + red]), np.argsort(kept + red))
+    np.testing.assert_allclose(x.grad, expected, rtol=1e-15, atol=0)

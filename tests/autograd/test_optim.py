@@ -194,3 +194,74 @@ def test_zero_grad_clears_every_parameter():
         p.grad = np.ones(p.shape)
     optim.AdamW(params).zero_grad()
     assert all(p.grad is None for p in params)
+
+
+# ---- defaults, resuming from one checkpoint twice, schedule end points, module-level zero_grad -------------
+def step_with(opt, params, t):
+    for p in params:
+        p.grad = np.random.default_rng(1000 + t).standard_normal(p.shape)
+    opt.step()
+
+
+def test_adamw_defaults_match_the_reference_update_rule():
+    params = make_params()
+    p0 = params[0].data.copy()
+    opt = optim.AdamW(params)  # lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0.01, as torch
+    p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    for t in range(1, 7):
+        step_with(opt, params, t)
+        g = params[0].grad
+        p = p * (1 - 1e-3 * 0.01)
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        p = p - 1e-3 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+    np.testing.assert_allclose(params[0].data, p, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW, optim.SGD])
+def test_one_checkpoint_resumes_two_optimizers_identically(cls):
+    """Loading must copy the saved state: if two optimizers shared the checkpoint's arrays, the first one's
+    in-place moment updates would leak into the second."""
+    params = make_params()
+    opt = cls(params, lr=1e-2, **({"momentum": 0.9} if cls is optim.SGD else {}))
+    for t in range(3):
+        step_with(opt, params, t)
+    checkpoint = opt.state_dict()
+    saved = {i: {k: np.copy(v) for k, v in s.items()} for i, s in checkpoint["state"].items()}
+    copies = []
+    for _ in range(2):
+        ps = [nn.Parameter(p.data.copy()) for p in params]
+        fresh = cls(ps, lr=0.5)
+        fresh.load_state_dict(checkpoint)
+        assert fresh.param_groups[0]["lr"] == 1e-2
+        for t in range(3, 6):
+            step_with(fresh, ps, t)
+        copies.append(ps)
+    for t in range(3, 6):
+        step_with(opt, params, t)
+    for p, q, r in zip(params, *copies):
+        assert np.array_equal(p.data, q.data) and np.array_equal(p.data, r.data)
+    for i, s in checkpoint["state"].items():
+        assert all(np.array_equal(np.asarray(v), saved[i][k]) for k, v in s.items())
+
+
+@pytest.mark.parametrize("total", [100, 37, 1000])
+def test_linear_warmup_decay_at_start_end_of_warmup_middle_and_last_step(total):
+    warmup = int(total * 0.1)
+    schedule = [optim.linear_warmup_decay(step, total, warmup_fraction=0.1) for step in range(total + 1)]
+    assert schedule[0] == 0.0
+    assert schedule[warmup] == 1.0 and max(schedule) == 1.0
+    assert schedule[warmup // 2] == pytest.approx((warmup // 2) / warmup, abs=1e-15)
+    middle = (warmup + total) // 2
+    assert schedule[middle] == pytest.approx((total - middle) / (total - warmup), abs=1e-15)
+    assert schedule[total - 1] == pytest.approx(1 / (total - warmup), abs=1e-15)  # last training step
+    assert schedule[total] == 0.0
+    assert all(a <= b for a, b in zip(schedule[:warmup], schedule[1:warmup + 1]))  # rises, then falls
+    assert all(a >= b for a, b in zip(schedule[warmup:], schedule[warmup + 1:]))
+
+
+def test_module_level_zero_grad():
+    params = make_params()
+    for p in params:
+        p.grad = np.ones(p.shape)
+    optim.zero_grad(params)
+    assert all(p.grad is None for p in params)

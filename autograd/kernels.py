@@ -1,0 +1,197 @@
+"""Fast float32 kernels: the formulas of `functional.py` and `ops.py`, arranged for speed.
+
+Each Function shows its reference formula in plain NumPy and calls the kernel here only when its arrays are
+float32; float64 (gradient checks, parity tests) and every other dtype run the reference formula, exactly.
+Every kernel states why it exists and, where it approximates, how far it may be off.
+tests/autograd/test_kernels.py checks each one against its reference formula evaluated in float64;
+`python bench/kernels.py` times each one against its reference.
+
+Why blocks: a NumPy expression such as `0.5 * x * (1 + erf(x / sqrt 2))` runs one operation at a time over
+the whole array, each writing a full-size temporary. For a (B, T, F) activation those temporaries do not fit
+in the CPU caches, so every step streams the whole array through main memory. The kernels below run the same
+steps on one block of about BLOCK elements at a time, small enough for a block and its temporaries to stay in
+cache, and write each result straight into its output array (`out=`) instead of a new temporary.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BLOCK = 1 << 17  # elements per block: 512 KB per float32 temporary, so a block and its temporaries stay cached
+
+_SQRT_2 = float(np.sqrt(2.0))  # Python floats: NumPy keeps a float32 array float32
+_SQRT_2PI = float(np.sqrt(2.0 * np.pi))
+
+
+def flat_blocks(*arrays):
+    """Matching flat blocks of equally shaped arrays. An output must be C-contiguous (np.empty) so that its
+    flattened blocks are views that the kernel writes into, not copies."""
+    flat = [a.reshape(-1) for a in arrays]
+    for start in range(0, flat[0].size, BLOCK):
+        yield tuple(f[start:start + BLOCK] for f in flat)
+
+
+def leading_blocks(x):
+    """Slices of x's first axis holding about BLOCK elements each (at least one row): blocks for a kernel that
+    reduces along a later axis, so that every reduction sees whole rows."""
+    step = max(1, BLOCK // max(1, x[0].size))
+    return [slice(i, i + step) for i in range(0, len(x), step)]
+
+
+# ---- erfc and exact GELU ------------------------------------------------------------------------------------
+_P = 0.3275911  # Abramowitz & Stegun 7.1.26: p and a1 ... a5
+_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+
+
+def erfc_factors(a: np.ndarray, scale: float = 1.0):
+    """scale * erfc(a) as two factors (poly, e), for a >= 0 in float32, by Abramowitz & Stegun 7.1.26:
+
+        erfc(a) = (a1 t + a2 t^2 + a3 t^3 + a4 t^4 + a5 t^5) * exp(-a^2),   t = 1 / (1 + p a).
+
+    Why: scipy's erf is a scalar loop, one C call per element; this formula runs on NumPy's vectorised divide,
+    multiply and exp. Accuracy: the formula's absolute error is below 1.5e-7 for every a >= 0; evaluated in
+    float32, about ten roundings of values <= 1 (each at most eps32 / 2 = 6e-8) come on top.
+    GELU's backward reuses e = exp(-a^2); `scale` is folded into the coefficients (one pass fewer than
+    multiplying afterwards). `a` is one block (see `flat_blocks`).
+    """
+    t = a * np.float32(_P)
+    t += 1.0
+    np.divide(1.0, t, out=t)  # t = 1 / (1 + p a); divide is vectorised, np.reciprocal is not
+    poly = t * np.float32(_A[4] * scale)
+    for c in reversed(_A[:4]):  # Horner: (a5 t + a4) t + a3 ..., times t once more at the end
+        poly += np.float32(c * scale)
+        poly *= t
+    np.multiply(a, a, out=t)
+    np.negative(t, out=t)
+    return poly, np.exp(t, out=t)
+
+
+def _abs_u(xb: np.ndarray) -> np.ndarray:
+    """|u| = |x| / sqrt 2, the erf argument of exact GELU, clamped at 10: erfc(10) underflows float32 anyway,
+    and the clamp keeps gelu(inf) = inf instead of inf * 0 = NaN."""
+    a = np.abs(xb)
+    a *= np.float32(1 / _SQRT_2)
+    return np.minimum(a, 10.0, out=a)
+
+
+def gelu_f32(x: np.ndarray) -> np.ndarray:
+    """Exact GELU y = x Phi(x) in float32, block by block, written as  y = max(x, 0) - |x|/2 erfc(|x| / sqrt 2).
+
+    This is x (1 + erf(u)) / 2 with erf(u) = sign(u) (1 - erfc(|u|)); it avoids the cancellation in 1 + erf(u)
+    for negative x. Why: blocks stay in cache, and erfc comes from `erfc_factors` instead of scipy's scalar erf.
+    Accuracy: |x|/2 times erfc's error (1.5e-7 absolute, plus float32 rounding), plus a few roundings of y.
+    """
+    y = np.empty(x.shape, x.dtype)
+    for xb, yb in flat_blocks(x, y):
+        a = _abs_u(xb)
+        poly, e = erfc_factors(a, scale=-1 / _SQRT_2)
+        e *= poly
+        e *= a  # -|x|/2 erfc(|u|) = -|u| erfc(|u|) / sqrt 2
+        np.maximum(xb, 0.0, out=yb)
+        yb += e
+    return y
+
+
+def gelu_grad_f32(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Exact GELU's dx = g * (Phi(x) + x phi(x)) in float32, block by block.
+
+    Why: blocks stay in cache, and exp(-x^2 / 2) is computed once for both Phi (inside erfc) and phi.
+    Accuracy: Phi carries half of erfc's error (below 0.75e-7 plus float32 rounding), x phi(x) a few roundings.
+    """
+    dx = np.empty(x.shape, x.dtype)
+    for xb, gb, db in flat_blocks(x, g, dx):
+        poly, e = erfc_factors(_abs_u(xb))  # e = exp(-u^2) = exp(-x^2 / 2)
+        poly *= e
+        np.subtract(1.0, poly, out=poly)
+        np.copysign(poly, xb, out=poly)  # erf(u)
+        poly += 1.0
+        poly *= 0.5  # Phi(x)
+        e *= xb
+        e *= np.float32(1 / _SQRT_2PI)  # x phi(x)
+        e += poly
+        np.multiply(gb, e, out=db)
+    return dx
+
+
+# ---- softmax with a fused additive mask -----------------------------------------------------------------------
+def softmax_f32(x: np.ndarray, axis: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """y = exp(z - max z) / sum exp(z - max z) along `axis`, z = x + mask, in float32, by blocks of leading rows.
+
+    Why: the attention scores (B, H, T, T) are the largest array of a BERT layer; each block of rows goes
+    through add-mask, subtract-max, exp and normalise while in cache, all written into y, and the mask costs no
+    pass and no temporary of its own. `mask` is None or broadcast to x's shape. Accuracy: the reference formula
+    itself, in float32.
+    """
+    y = np.empty(x.shape, x.dtype)
+    axis = axis % max(1, x.ndim)
+    for rows in leading_blocks(x) if axis != 0 else [...]:  # the whole array when reducing along axis 0
+        yb = y[rows]  # a view: every step below writes into y
+        zb = x[rows] if mask is None else np.add(x[rows], mask[rows], out=yb)
+        np.subtract(zb, zb.max(axis=axis, keepdims=True), out=yb)
+        np.exp(yb, out=yb)
+        yb /= yb.sum(axis=axis, keepdims=True)
+    return y
+
+
+def softmax_grad_f32(y: np.ndarray, g: np.ndarray, axis: int) -> np.ndarray:
+    """dx = y * (g - sum(g * y, axis)) in float32, by blocks of leading rows (why: as `softmax_f32`)."""
+    dx = np.empty(y.shape, y.dtype)
+    axis = axis % max(1, y.ndim)
+    for rows in leading_blocks(y) if axis != 0 else [...]:
+        db, yb = dx[rows], y[rows]
+        np.multiply(g[rows], yb, out=db)
+        s = db.sum(axis=axis, keepdims=True)
+        np.subtract(g[rows], s, out=db)
+        db *= yb
+    return dx
+
+
+# ---- LayerNorm --------------------------------------------------------------------------------------------------
+def layer_norm_f32(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, keep: bool):
+    """y = xhat * w + b, xhat = (x - mean) * rstd, rstd = 1 / sqrt(var + eps) over the last axis, in float32,
+    by blocks of rows. Returns (y, xhat, rstd), the last two None unless `keep`.
+
+    Why: each block of rows is centred, scaled and shifted while in cache; xhat and rstd are only kept whole
+    when a backward pass will need them (`keep`), so inference allocates nothing but y.
+    Accuracy: the reference formula itself, in float32.
+    """
+    y = np.empty(x.shape, x.dtype)
+    xhat = np.empty(x.shape, x.dtype) if keep else None
+    rstd = np.empty(x.shape[:-1] + (1,), x.dtype) if keep else None
+    for rows in leading_blocks(x) if x.ndim > 1 else [...]:
+        xb = x[rows]
+        xc = xb - xb.mean(axis=-1, keepdims=True)
+        rb = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
+        xc *= rb  # xhat
+        np.multiply(xc, weight, out=y[rows])
+        y[rows] += bias
+        if keep:
+            xhat[rows], rstd[rows] = xc, rb
+    return y, xhat, rstd
+
+
+def layer_norm_grad_f32(xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """LayerNorm's dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)), gx = g * w, in float32, by blocks of
+    rows (why: as `layer_norm_f32`)."""
+    dx = np.empty(xhat.shape, xhat.dtype)
+    for rows in leading_blocks(xhat) if xhat.ndim > 1 else [...]:
+        gx, xb = g[rows] * weight, xhat[rows]
+        dxb = gx - gx.mean(-1, keepdims=True)
+        gx *= xb
+        dxb -= xb * gx.mean(-1, keepdims=True)
+        np.multiply(rstd[rows], dxb, out=dx[rows])
+    return dx
+
+
+# ---- batched matmul -------------------------------------------------------------------------------------------
+def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b, with a batched b whose rows are strided (K^T in attention, a transposed view) copied to C order
+    first.
+
+    Why: np.matmul hands BLAS one small GEMM per batch entry, and some OpenBLAS builds run that loop markedly
+    slower on the strided layout than on a contiguous copy, copy included (`python bench/kernels.py` prints
+    both on the machine at hand). The values are the same products and sums as a @ b.
+    """
+    if b.ndim > 2 and b.strides[-1] != b.itemsize:
+        b = np.ascontiguousarray(b)
+    return a @ b
