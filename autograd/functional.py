@@ -110,8 +110,8 @@ class Gelu(Function):
     Tanh:   y = x/2 * (1 + t),  t = tanh(sqrt(2/pi) (x + 0.044715 x^3));
             dx = g * ((1 + t) / 2 + x/2 * (1 - t^2) * du),  du = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
     Ref: Hendrycks2016.
-    Convention: BERT's "gelu" is the exact form; "gelu_new" / "gelu_pytorch_tanh" (and the original
-    adapter-bert code) use the tanh form.
+    Convention: BERT's "gelu" is the exact form; "gelu_new" / "gelu_pytorch_tanh" (and Houlsby2019's
+    original code) use the tanh form.
     Float32: the exact form runs `kernels.gelu_f32` / `kernels.gelu_grad_f32` (erfc by Abramowitz & Stegun,
     absolute error below 1.5e-7); every other dtype uses scipy's erf.
     """
@@ -184,8 +184,8 @@ ACTIVATIONS = {  # Hugging Face's names (a config's `hidden_act`) -> function Te
 }
 ACTIVATION_ALIASES = {  # names from other vocabularies -> the canonical name above
     "swish": "silu",
-    "gelu_tanh": "gelu_new",  # the original adapter-bert code's GELU
-    "gelu_orig": "gelu",  # AdapterHub's exact GELU
+    "gelu_tanh": "gelu_new",  # the tanh form under a descriptive name (Houlsby2019's original code uses it)
+    "gelu_orig": "gelu",  # the exact form, as some PyTorch libraries call it
 }
 
 
@@ -378,18 +378,3 @@ def mse_loss(input: Tensor, target) -> Tensor:
     diff = input - target
     return (diff * diff).mean()
 
-
-ACTIVATIONS = {"gelu": lambda x: gelu(x, "none"), "gelu_new": lambda x: gelu(x, "tanh"),
-               "gelu_pytorch_tanh": lambda x: gelu(x, "tanh"), "relu": relu, "silu": silu, "tanh": tanh}
-ACTIVATION_ALIASES = {"swish": "silu", "gelu_tanh": "gelu_new", "gelu_orig": "gelu"}
-
-
-def canonical_activation(name: str) -> str:
-    name = ACTIVATION_ALIASES.get(name, name)
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}")
-    return name
-
-
-def activation(name: str):
-    return ACTIVATIONS[canonical_activation(name)]
