@@ -1,7 +1,7 @@
 """Fast float32 kernels: the formulas of `functional.py` and `ops.py`, arranged for speed.
 
 Each Function shows its reference formula in plain NumPy and calls the kernel here only when its arrays are
-float32; float64 (gradient checks, parity tests) and every other dtype run the reference formula, exactly.
+float32; float64 (gradient checks, parity tests) and every other dtype run the reference formula as written.
 Every kernel states why it exists and, where it approximates, how far it may be off.
 tests/autograd/test_kernels.py checks each one against its reference formula evaluated in float64;
 `python bench/kernels.py` times each one against its reference.
@@ -58,7 +58,7 @@ def erfc_factors(a: np.ndarray, scale: float = 1.0):
     t += 1.0
     np.divide(1.0, t, out=t)  # t = 1 / (1 + p a); divide is vectorised, np.reciprocal is not
     poly = t * np.float32(_A[4] * scale)
-    for c in reversed(_A[:4]):  # Horner: (a5 t + a4) t + a3 ..., times t once more at the end
+    for c in reversed(_A[:4]):  # Horner: ((((a5 t + a4) t + a3) t + a2) t + a1) t
         poly += np.float32(c * scale)
         poly *= t
     np.multiply(a, a, out=t)
