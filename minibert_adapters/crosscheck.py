@@ -264,10 +264,10 @@ def init_output_change(ref: Reference, case: Case) -> dict:
     return {"candidate": change_theirs, "ours": change_ours, "ratio": ratio, "limit": CHANGE_RATIO_LIMIT, "ok": ok}
 
 
-def crosscheck(case, rtol_scale: float = 1.0) -> dict:
+def crosscheck(case, rtol: float | None = None) -> dict:
     """Judge a case (a Case or the path of a case file). Returns a JSON-able report with "ok" and "diagnosis".
 
-    rtol_scale multiplies every tolerance of the table (the command's --rtol); 1 is the documented table.
+    rtol: a relative tolerance for hidden states and gradients instead of the table's (the command's --rtol).
     Raises CaseError for a case that cannot be judged.
     """
     from minibert_adapters.diagnosis import diagnose
@@ -275,9 +275,8 @@ def crosscheck(case, rtol_scale: float = 1.0) -> dict:
     case = case if isinstance(case, Case) else read_case(case)
     dtype_name = str(case.dtype)
     tol = tolerance_for(case.dtype)
-    if rtol_scale != 1.0:
-        tol = dataclasses.replace(tol, hidden=tol.hidden * rtol_scale, gradient=tol.gradient * rtol_scale,
-                                  gradient_floor=tol.gradient_floor * rtol_scale)
+    if rtol is not None:
+        tol = dataclasses.replace(tol, hidden=rtol, gradient=rtol)
     ref = reference_model(case, np.float64)
     hidden, grads = run_reference(ref, case)
     real = case.attention_mask.astype(bool)
