@@ -66,7 +66,7 @@ def reference_model(case: Case, dtype=np.float64) -> Reference:
         check_state({k: p.shape for k, p in model.named_parameters()}, base, what=f"{where}: param/ tensors",
                     allow_unexpected=True)
     except StateDictError as e:
-        raise CaseError(str(e)) from None
+        raise CaseError(_one_line(e)) from None
     model.load_state_dict(base, strict=False)
     if case.adapter_config is None:
         if others:
@@ -112,12 +112,17 @@ def reference_model(case: Case, dtype=np.float64) -> Reference:
     try:
         check_state(expected_shapes, tensors, what=f"{where}: adapter tensors", required=())
     except StateDictError as e:
-        raise CaseError(str(e)) from None
+        raise CaseError(_one_line(e)) from None
     for k, v in tensors.items():
         own[k].data = np.array(v, dtype=dtype)
     set_active_adapter(model, name)
     extra = sorted(set(present) - named)
     return Reference(model, config, claimed, name, slots, present, extra)
+
+
+def _one_line(error) -> str:
+    """check_state lists one problem per line; the command reports a bad case in one line."""
+    return "; ".join(line.strip() for line in str(error).splitlines())
 
 
 def additive_mask(attention_mask, dtype):
