@@ -25,7 +25,7 @@ import dataclasses
 
 import numpy as np
 
-from adapters import AdapterConfig, Policy, add_adapter, set_active_adapter
+from adapters import AdapterConfig, Policy, add_adapter, remove_adapter, set_active_adapter
 from adapters.adapterhub import adapter_key, adapter_parameter_name
 from adapters.kinds import kind_of
 from adapters.policy import trainable_names
@@ -243,25 +243,26 @@ CHANGE_RATIO_LIMIT = 10.0  # the candidate's output change at init may differ fr
 
 def init_output_change(ref: Reference, case: Case) -> dict:
     """Relative change of the last hidden state that the candidate's init makes, against this project's own init of
-    the same config on the same base model (float64)."""
-    bert_config = parse_bert_config(case.bert_config, case.source)
-    base = BertModel(bert_config, dtype=np.float64, seed=0, add_pooling_layer=False).eval()
-    base.load_state_dict({k: v for k, v in case.params.items() if k in base.checkpoint_names}, strict=False)
-    real = case.attention_mask.astype(bool)
+    the same config, on the reference model (float64). Leaves the reference as it was."""
+    model, real = ref.model, case.attention_mask.astype(bool)
 
-    def last():
+    def last(active):
+        set_active_adapter(model, active)
         with no_grad():
-            return base(case.input_ids, case.attention_mask, case.token_type_ids).last_hidden_state.data[real]
+            return model(case.input_ids, case.attention_mask, case.token_type_ids).last_hidden_state.data[real]
 
-    plain = last()
-    add_adapter(base, "ours", ref.config, seed=0)
-    ours = last()
-    add_adapter(base, "theirs", ref.config, seed=1)  # then overwritten with the candidate's init
-    own = dict(base.named_parameters())
+    add_adapter(model, "ours_at_init", ref.config, seed=0, set_active=False)
+    add_adapter(model, "theirs_at_init", ref.config, seed=1, set_active=False)  # overwritten with the case's init
+    own = dict(model.named_parameters())
     for name, value in case.init.items():
         slot, _, leaf = adapter_key(name)
-        own[adapter_parameter_name(slot, "theirs", leaf)].data = value.astype(np.float64)
-    theirs = last()
+        own[adapter_parameter_name(slot, "theirs_at_init", leaf)].data = value.astype(np.float64)
+    try:
+        plain, ours, theirs = last(None), last("ours_at_init"), last("theirs_at_init")
+    finally:
+        remove_adapter(model, "ours_at_init")
+        remove_adapter(model, "theirs_at_init")
+        set_active_adapter(model, ref.name)
     change_ours = float(np.linalg.norm(ours - plain) / np.linalg.norm(plain))
     change_theirs = float(np.linalg.norm(theirs - plain) / np.linalg.norm(plain))
     ratio = change_theirs / change_ours if change_ours else (1.0 if change_theirs == 0 else float("inf"))
@@ -292,9 +293,6 @@ def crosscheck(case, rtol: float | None = None) -> dict:
         row["local_error"] = row["error"] if row["index"] == 0 else local[row["index"] - 1]
         row["ok"] = row["local_error"] <= tol.hidden and row["error"] <= tol.hidden
     forward = {"layers": layers, "ok": all(r["ok"] for r in layers)}
-    if dtype_name == "float32":  # this project's own float32 rounding, for scale
-        ours32, _ = run_reference(reference_model(case, np.float32), case)
-        forward["reference_float32_error"] = max(hidden_error(a, b, real) for a, b in zip(ours32, hidden))
     report = {
         "case": case.source, "producer": case.producer, "dtype": dtype_name, "tolerance": tol.to_dict(),
         "tolerance_table": {k: v.to_dict() for k, v in TOLERANCES.items()},
@@ -306,4 +304,9 @@ def crosscheck(case, rtol: float | None = None) -> dict:
     report["ok"] = all(report[k]["ok"] for k in ("forward", "gradients", "counts", "trainable", "init")) \
         and not report["gradients"]["unexpected"] and not report["gradients"]["missing"]
     report["diagnosis"], report["explanations"] = diagnose(ref, case, report)
+    if dtype_name == "float32":  # this project's own float32 rounding at this case, for scale (forward only)
+        with no_grad():
+            ours32 = ref.model.astype(np.float32)(case.input_ids, case.attention_mask, case.token_type_ids,
+                                                  output_hidden_states=True).hidden_states
+        forward["reference_float32_error"] = max(hidden_error(a.data, b, real) for a, b in zip(ours32, hidden))
     return report

@@ -156,11 +156,13 @@ def sublayer_forward(slot, h, x, module, v: Variant, sublayer: str, eps: float):
     raise ValueError(f"unknown variant kind {v.adapter!r}")
 
 
-def layer_forward(layer, x, mask, v: Variant, modules: dict, eps: float):
-    """One encoder layer (post-LN, as minibert.modeling.BertLayer) computed as variant `v`."""
+def layer_forward(layer, x, mask, v: Variant, modules: dict, eps: float, context=None):
+    """One encoder layer (post-LN, as minibert.modeling.BertLayer) computed as variant `v`.
+    context: the self-attention output for this x and mask, if already computed (it does not depend on `v`'s
+    adapter or eps)."""
     eps = v.layer_norm_eps if v.layer_norm_eps is not None else eps
-    x1 = sublayer_forward(layer.attention.output, layer.attention.self(x, mask), x, modules.get("attention"), v,
-                          "attention", eps)
+    context = layer.attention.self(x, mask) if context is None else context
+    x1 = sublayer_forward(layer.attention.output, context, x, modules.get("attention"), v, "attention", eps)
     act = hidden_activation(v.hidden_act) if v.hidden_act else layer.intermediate.act
     return sublayer_forward(layer.output, act(layer.intermediate.dense(x1)), x1, modules.get("ffn"), v, "ffn", eps)
 
@@ -171,19 +173,28 @@ def layer_modules(ref, i: int) -> dict:
             if path.startswith(f"encoder.layer.{i}.") and path in ref.present}
 
 
-def fit_layer(ref, case, i: int, candidates: list, tol: float) -> list:
-    """[(error, variant)] for encoder layer i fed the candidate's hidden state i, best first."""
+def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list:
+    """[(error, variant)] for encoder layer i fed the candidate's hidden state i, best first.
+
+    first: variants to try before the others; when one of them fits, the others are not tried (a bug that
+    reproduces one layer usually reproduces the next, and each variant costs a layer's forward pass)."""
     model = ref.model
     layer, eps = model.encoder.layer[i], model.config.layer_norm_eps
     x = Tensor(case.hidden_states[i].astype(np.float64))
     real = case.attention_mask.astype(bool)
     modules = layer_modules(ref, i)
+    contexts = {}  # mask kind -> self-attention output, shared by every variant with that mask
     results = []
     with no_grad():
-        for v in candidates:
-            mask = variant_mask(case.attention_mask, np.float64, v.mask)
-            out = layer_forward(layer, x, None if mask is None else Tensor(mask), v, modules, eps).data
-            results.append((hidden_error(case.hidden_states[i + 1], out, real), v))
+        for group in (list(first), [v for v in candidates if v not in first]):
+            for v in group:
+                if v.mask not in contexts:
+                    mask = variant_mask(case.attention_mask, np.float64, v.mask)
+                    contexts[v.mask] = layer.attention.self(x, None if mask is None else Tensor(mask))
+                out = layer_forward(layer, x, None, v, modules, eps, context=contexts[v.mask]).data
+                results.append((hidden_error(case.hidden_states[i + 1], out, real), v))
+            if any(err <= tol for err, _ in results):
+                break
     return sorted(results, key=lambda r: r[0])
 
 
@@ -238,13 +249,14 @@ def diagnose(ref, case, report) -> tuple:
             else:  # no adapter is involved there: a base mismatch, unless it is all float32 rounding (below)
                 embeddings_differ = f"the embeddings (hidden state 0, before any adapter) differ by " \
                                     f"{layers[0]['error']:.1e}"
-        candidates = variants(ref.model.config, ref.config)
+        candidates, previous = variants(ref.model.config, ref.config), []
         for row in layers[1:]:
             if row["local_error"] <= tol:
                 continue
             i = row["index"] - 1
-            fits = fit_layer(ref, case, i, candidates, tol)
+            fits = fit_layer(ref, case, i, candidates, tol, first=previous)
             found = [v for err, v in fits if err <= tol]
+            previous = found or previous
             for v in found:
                 note(v.code, f"layer {i} is reproduced by: {v.description}")
             if not found:

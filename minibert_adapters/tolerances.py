@@ -4,13 +4,16 @@
 number here is the same promise everywhere. Each row is for the precision the case was computed in (its tensors'
 dtype); the numbers are set from measurements, with a margin, never to make a failing comparison pass:
 
-- float64: this project against transformers 4.57.6 on all-MiniLM-L6-v2 agrees to 8e-15 on hidden states and to
-  about 1e-13 (relative to each tensor's largest entry) on gradients; AdapterHub's Houlsby adapter to 5e-15 and
-  2e-14. The row leaves four to five orders of magnitude for a different order of summation, and stays far below
-  float32 rounding (6e-8), so a float64 case computed partly in float32 fails it (`precision`).
-- float32: the same comparisons in float32 give 4.5e-6 on hidden states and 2.7e-5 on gradients; a case is judged
-  against this project's float64 run on the case's own float32 weights, so the error measured is the candidate's
-  float32 rounding alone. The row leaves about ten times that.
+- float64: a PyTorch Houlsby adapter on transformers 4.57.6's BertModel with the real all-MiniLM-L6-v2, trained
+  five steps and written by tools/write_case_torch.py, agrees with this project to 1.7e-15 on hidden states and
+  1.8e-14 on gradients (relative to each tensor's largest entry; tests/crosscheck/test_torch_writer.py). The row
+  leaves five to six orders of magnitude for another order of summation, and stays far below float32 rounding
+  (6e-8), so a float64 case computed partly in float32 fails it (diagnosed `precision`).
+- float32: the same case in float32 agrees to 3.9e-7 on hidden states and 3.4e-6 on gradients (this project's own
+  float32 run differs from its float64 run by 9.4e-7 there). A float32 case is judged against this project's
+  float64 run on the case's own float32 weights, so the error measured is the candidate's float32 rounding
+  alone. The row leaves about a hundred times that, for longer sequences and larger models; the variants that
+  `minibert_adapters.diagnosis` tells apart differ by 1e-3 or more there.
 
 How a tensor is judged:
 
