@@ -175,7 +175,9 @@ def compare_gradients(ref: Reference, case: Case, ref_grads: dict, tol) -> dict:
         bound = tol.gradient * scale + tol.gradient_floor * G
         rows.append({"name": name, "max_abs_error": err, "max_abs_reference": scale,
                      "relative": err / scale if scale else (0.0 if err == 0 else float("inf")), "ok": err <= bound})
-    policy = set(trainable_names(ref.model, Policy.for_adapter(ref.name, ref.claimed))) if ref.claimed else set()
+    # Without an adapter the case is a plain BERT, fine-tuned whole: every parameter may have a gradient.
+    policy = set(trainable_names(ref.model, Policy.for_adapter(ref.name, ref.claimed))) if ref.claimed else \
+        {k for k, _ in ref.model.named_parameters()}
     absent = set(missing_module_parameters(ref))
     reaches_loss = {k for k, g in ref_grads.items() if g is not None and np.any(g != 0)}
     given = {k for k, g in case.grads.items() if np.any(g != 0)}  # an all-zero gradient is no gradient

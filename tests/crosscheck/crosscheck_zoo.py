@@ -68,7 +68,7 @@ def slots(model):
     """(sublayer, slot module, adapter module) of every slot with the adapter."""
     for layer in model.encoder.layer:
         for sublayer, slot in (("attention", layer.attention.output), ("ffn", layer.output)):
-            if NAME in slot.adapters:
+            if NAME in getattr(slot, "adapters", {}):
                 yield sublayer, slot, slot.adapters[NAME]
 
 
