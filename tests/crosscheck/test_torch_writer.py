@@ -11,6 +11,7 @@ import importlib.util
 import re
 import types
 
+import numpy as np
 import pytest
 from conftest import ROOT, have_default_model, require
 
@@ -82,6 +83,9 @@ def build_model(bug, dtype, seed=0):
         for module in model.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.eps = 1e-5
+    if bug == "base-mismatch:mask":  # +max at padded keys instead of -max: attention goes to the padding
+        model.get_extended_attention_mask = lambda mask, shape, *args, **kwargs: (
+            (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).max)
     init = writer().snapshot(model, name_map=NAME_MAP)
     for name, p in model.named_parameters():  # houlsby: adapters and every LayerNorm train (whatever it claims)
         p.requires_grad = ".adapter." in name or "LayerNorm" in name
@@ -124,6 +128,20 @@ def case_of(tmp_path, bug, dtype, batch):
     return path
 
 
+def computed_in_float32_written_as_float64(path):
+    """precision: the float32 case's numbers, stored as a float64 case (a model that claims float64 but computes,
+    somewhere, in float32)."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(path), framework="np") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors = {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in tensors.items()}
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_correct_pytorch_adapter_on_minilm_agrees(tmp_path, batch, dtype):
     report = crosscheck(case_of(tmp_path, None, getattr(torch, dtype), batch))
@@ -134,11 +152,14 @@ def test_a_correct_pytorch_adapter_on_minilm_agrees(tmp_path, batch, dtype):
 
 
 @pytest.mark.parametrize("bug", ["placement", "skip-connection", "non-linearity", "init-scale", "trainable-set",
-                                 "missing-modules", "base-mismatch"])
+                                 "missing-modules", "base-mismatch", "base-mismatch:mask", "precision"])
 def test_each_planted_bug_in_the_pytorch_adapter_is_named(tmp_path, batch, bug):
-    report = crosscheck(case_of(tmp_path, bug, torch.float32, batch))
+    path = case_of(tmp_path, bug, torch.float32, batch)
+    if bug == "precision":
+        path = computed_in_float32_written_as_float64(path)
+    report = crosscheck(path)
     assert not report["ok"]
-    assert report["diagnosis"] == [bug], report["explanations"]
+    assert report["diagnosis"] == [bug.split(":")[0]], report["explanations"]
 
 
 def test_name_map_renames_and_head_parameters_are_left_out(tmp_path, batch):
