@@ -32,7 +32,14 @@ from adapters.policy import trainable_names
 from autograd import Tensor, no_grad
 from autograd.nn import StateDictError, check_state
 from minibert import BertModel
-from minibert_adapters.case import Case, CaseError, parse_adapter_config, parse_bert_config, read_case
+from minibert_adapters.case import (
+    Case,
+    CaseError,
+    case_from_tensors,
+    parse_adapter_config,
+    parse_bert_config,
+    read_case,
+)
 from minibert_adapters.init_stats import judge_init
 from minibert_adapters.tolerances import TOLERANCES, tolerance_for
 
@@ -175,9 +182,9 @@ def compare_gradients(ref: Reference, case: Case, ref_grads: dict, tol) -> dict:
         bound = tol.gradient * scale + tol.gradient_floor * G
         rows.append({"name": name, "max_abs_error": err, "max_abs_reference": scale,
                      "relative": err / scale if scale else (0.0 if err == 0 else float("inf")), "ok": err <= bound})
-    # Without an adapter the case is a plain BERT, fine-tuned whole: every parameter may have a gradient.
-    policy = set(trainable_names(ref.model, Policy.for_adapter(ref.name, ref.claimed))) if ref.claimed else \
-        {k for k, _ in ref.model.named_parameters()}
+    if ref.claimed is None:  # a plain BERT claims no policy: any parameter may train, or not
+        return {"parameters": rows, "scale": G, "unexpected": [], "missing": [], "ok": all(r["ok"] for r in rows)}
+    policy = set(trainable_names(ref.model, Policy.for_adapter(ref.name, ref.claimed)))
     absent = set(missing_module_parameters(ref))
     reaches_loss = {k for k, g in ref_grads.items() if g is not None and np.any(g != 0)}
     given = {k for k, g in case.grads.items() if np.any(g != 0)}  # an all-zero gradient is no gradient
@@ -280,7 +287,9 @@ def crosscheck(case, rtol: float | None = None) -> dict:
     """
     from minibert_adapters.diagnosis import diagnose
 
-    case = case if isinstance(case, Case) else read_case(case)
+    # A Case built in memory gets the same checks and name normalisation as one read from a file.
+    case = case_from_tensors(case.tensors(), case.metadata(), case.source) if isinstance(case, Case) else \
+        read_case(case)
     dtype_name = str(case.dtype)
     tol = tolerance_for(case.dtype)
     if rtol is not None:
