@@ -33,7 +33,6 @@ import numpy as np
 import autograd.functional as F
 from adapters.adapterhub import adapter_key, adapter_parameter_name
 from autograd import Tensor, no_grad
-from minibert.modeling import activation as hidden_activation
 from minibert_adapters.crosscheck import additive_mask, hidden_error
 from minibert_adapters.tolerances import TOLERANCES
 
@@ -163,7 +162,7 @@ def layer_forward(layer, x, mask, v: Variant, modules: dict, eps: float, context
     eps = v.layer_norm_eps if v.layer_norm_eps is not None else eps
     context = layer.attention.self(x, mask) if context is None else context
     x1 = sublayer_forward(layer.attention.output, context, x, modules.get("attention"), v, "attention", eps)
-    act = hidden_activation(v.hidden_act) if v.hidden_act else layer.intermediate.act
+    act = F.activation(v.hidden_act) if v.hidden_act else layer.intermediate.act
     return sublayer_forward(layer.output, act(layer.intermediate.dense(x1)), x1, modules.get("ffn"), v, "ffn", eps)
 
 
