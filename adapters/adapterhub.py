@@ -2,6 +2,10 @@
 
 AdapterHub (the `adapters` package, 1.x) is a PyTorch library whose import name is also `adapters`; it is
 never imported here. Its files are read and written with safetensors and JSON only.
+
+Also the one place that reads adapter parameter names written by someone else (`adapter_key`): ours
+(`...output.adapters.<name>.down.weight`) and AdapterHub's (`...output.adapters.<name>.adapter_down.0.weight`),
+with or without the `bert.` prefix. `minibert crosscheck` uses it to read case files.
 """
 
 from __future__ import annotations
@@ -27,6 +31,35 @@ from minibert.weights import read_safetensors, write_atomically
 # with a `bert.` prefix inside head models. Ours: ...adapters.{name}.down / .up.
 _HUB_KEY = re.compile(r"^(?:bert\.)?(encoder\.layer\.\d+\.(?:attention\.output|output))\.adapters\.([^.]+)\."
                       r"(adapter_down\.0|adapter_up)\.(weight|bias)$")
+
+# Any adapter parameter, ours or AdapterHub's: <slot path>.adapters.<adapter name>.<leaf>.
+_ANY_ADAPTER_KEY = re.compile(r"^(?:bert\.)?(.+?)\.adapters\.([^.]+)\.(.+)$")
+# AdapterHub's leaf names -> ours (adapter_down is Sequential(Linear, activation), hence the `.0`).
+_HUB_LEAVES = {"adapter_down.0.weight": "down.weight", "adapter_down.0.bias": "down.bias",
+               "adapter_up.weight": "up.weight", "adapter_up.bias": "up.bias"}
+# Our BottleneckAdapter's leaves (the inner LayerNorm only with the `layer_norm` ablation).
+ADAPTER_LEAVES = ("down.weight", "down.bias", "up.weight", "up.bias", "layer_norm.weight", "layer_norm.bias")
+
+
+def adapter_key(key: str):
+    """(slot path, adapter name, leaf in our names) for an adapter parameter name, ours or AdapterHub's, with or
+    without the `bert.` prefix; None for any other name.
+
+        adapter_key("bert.encoder.layer.3.output.adapters.demo.adapter_down.0.weight")
+        -> ("encoder.layer.3.output", "demo", "down.weight")
+
+    The leaf may still be unknown (e.g. "gate.weight"): the caller decides what to do with it.
+    """
+    m = _ANY_ADAPTER_KEY.match(key)
+    if m is None:
+        return None
+    slot, name, leaf = m.groups()
+    return slot, name, _HUB_LEAVES.get(leaf, leaf)
+
+
+def adapter_parameter_name(slot: str, name: str, leaf: str) -> str:
+    """Our name of adapter `name`'s parameter `leaf` in the slot at `slot` (the inverse of `adapter_key`)."""
+    return f"{slot}.adapters.{name}.{leaf}"
 
 
 def config_from_adapterhub(hub: dict, hidden_size: int, bottleneck_size: int | None = None) -> AdapterConfig:
@@ -124,11 +157,43 @@ def load_adapterhub(model, source, name: str, hub_name: str | None = None, confi
     return name
 
 
-def export_adapterhub(model, name: str, directory=None, hub_name: str | None = None) -> dict:
+# What AdapterHub 1.3.0's save_adapter writes for a DoubleSeqBnConfig, field by field (docs/conventions.md, "AdapterHub
+# file format"), for the fields our config does not decide. Writing all 33 keeps the file in AdapterHub's own
+# vocabulary; a missing key would take AdapterHub's default, which is the same value.
+_HUB_BN_DEFAULTS = {
+    "adapter_residual_before_ln": False, "cross_adapter": False, "dropout": 0.0, "factorized_phm_W": True,
+    "factorized_phm_rule": False, "hypercomplex_nonlinearity": "glorot-uniform", "init_weights_seed": None,
+    "inv_adapter": None, "inv_adapter_reduction_factor": None, "is_parallel": False, "learn_phm": True,
+    "leave_out": [], "ln_after": False, "ln_before": False, "original_ln_after": True, "original_ln_before": False,
+    "phm_bias": True, "phm_c_init": "normal", "phm_dim": 4, "phm_init_range": 0.0001, "phm_layer": False,
+    "phm_rank": 1, "residual_before_ln": True, "scaling": 1.0, "shared_W_phm": False, "shared_phm_rule": True,
+    "stochastic_depth": 0.0, "use_gating": False,
+}
+HUB_WEIGHTS_NAME = "adapter.safetensors"   # AdapterHub's SAFE_WEIGHTS_NAME; load with use_safetensors=True
+HUB_VERSION = "adapters.1.3.0"            # the release this file format was checked against (tools/)
+
+
+def _hub_reduction_factor(d: int, m: int) -> float:
+    """r with int(D // r) == M, as AdapterHub computes M: D / M, nudged down where float rounding loses one."""
+    reduction_factor = d / m
+    while int(d // reduction_factor) < m:  # 20 // (20 / 3) = 2, not 3
+        reduction_factor = float(np.nextafter(reduction_factor, 0.0))
+    return float(reduction_factor)
+
+
+def export_adapterhub(model, name: str, directory=None, hub_name: str | None = None,
+                      model_name: str | None = None) -> dict:
     """Adapter `name`'s weights under AdapterHub's key names (BertModel layout, no `bert.` prefix).
 
-    With `directory`, also writes adapter_weights.safetensors and an adapter_config.json in AdapterHub's
-    DoubleSeqBnConfig vocabulary. Returns the state dict.
+    With `directory`, also writes the two files AdapterHub 1.3.0 loads with
+    `model.load_adapter(directory, use_safetensors=True)`: `adapter.safetensors` and `adapter_config.json`
+    (top-level `config`, `hidden_size`, `model_class`, `model_name`, `model_type`, `name`, `version`; `config` in
+    DoubleSeqBnConfig's vocabulary, without an `architecture` key, which 1.3.0 would reject). model_name: the base
+    model's Hugging Face id (AdapterHub only records it); default: the config's `_name_or_path`, if any.
+    Returns the state dict.
+
+    Convention: only the adapter's own tensors are exported. AdapterHub has no place for the base LayerNorms that
+    the `houlsby` policy trains; putting them in under base names would overwrite the shared base model there.
     """
     config = AdapterSet.of(model).config(name)
     hub_name = hub_name or name
@@ -136,26 +201,30 @@ def export_adapterhub(model, name: str, directory=None, hub_name: str | None = N
         raise ValueError("AdapterHub's DoubleSeqBnConfig has no parallel / inner-LayerNorm variant to export to")
     out = {}
     for key, p in model.named_parameters():
-        m = re.match(rf"^(?:bert\.)?(.+)\.adapters\.{re.escape(name)}\.(down|up)\.(weight|bias)$", key)
-        if m:
-            part = "adapter_down.0" if m.group(2) == "down" else "adapter_up"
-            out[f"{m.group(1)}.adapters.{hub_name}.{part}.{m.group(3)}"] = np.ascontiguousarray(p.data)
+        parsed = adapter_key(key)
+        if parsed is not None and parsed[1] == name:
+            slot, _, leaf = parsed
+            hub_leaf = {v: k for k, v in _HUB_LEAVES.items()}[leaf]
+            out[f"{slot}.adapters.{hub_name}.{hub_leaf}"] = np.ascontiguousarray(p.data)
     if directory is not None:
         from safetensors.numpy import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        d = base_model(model).config.hidden_size
-        m = config.size_for(d)
-        reduction_factor = d / m
-        while int(d // reduction_factor) < m:  # AdapterHub takes M = int(D // reduction_factor): 20 // (20 / 3) = 2
-            reduction_factor = float(np.nextafter(reduction_factor, 0.0))
-        hub_config = {"architecture": "bottleneck", "mh_adapter": "attention" in config.sublayers,
-                      "output_adapter": "ffn" in config.sublayers, "reduction_factor": reduction_factor,
-                      # AdapterHub's name for SiLU is "swish"
+        bert = base_model(model)
+        d = bert.config.hidden_size
+        hub_config = {**_HUB_BN_DEFAULTS,
+                      "mh_adapter": "attention" in config.sublayers, "output_adapter": "ffn" in config.sublayers,
+                      "reduction_factor": _hub_reduction_factor(d, config.size_for(d)),
+                      # AdapterHub's name for SiLU is "swish"; the others are transformers' names, as ours
                       "non_linearity": {"silu": "swish"}.get(config.non_linearity, config.non_linearity),
-                      "original_ln_before": False, "original_ln_after": True, "residual_before_ln": True,
-                      "scaling": 1.0, "is_parallel": False, "ln_before": False, "ln_after": False}
-        write_atomically(directory / "adapter_weights.safetensors", lambda p: save_file(out, str(p)))
-        (directory / "adapter_config.json").write_text(json.dumps({"config": hub_config, "name": hub_name}, indent=2))
+                      # "bert": N(0, 0.02) as our "normal"; "houlsby": truncated normal, the closest to ours.
+                      # Only used when AdapterHub draws a fresh adapter; loading overwrites it.
+                      "init_weights": "bert" if config.init == "normal" else "houlsby"}
+        meta = {"config": hub_config, "hidden_size": d, "model_class": "BertModel",
+                "model_name": model_name if model_name is not None else bert.config.extra.get("_name_or_path", ""),
+                "model_type": "bert", "name": hub_name, "version": HUB_VERSION}
+        write_atomically(directory / HUB_WEIGHTS_NAME, lambda p: save_file(out, str(p)))
+        text = json.dumps(meta, indent=2, sort_keys=True) + "\n"  # as AdapterHub writes it: indent 2, sorted keys
+        write_atomically(directory / "adapter_config.json", lambda p: p.write_text(text))
     return out

@@ -6,8 +6,13 @@
     out = model(**tok(["a sentence"]))
 """
 
-from minibert.config import BertConfig
-from minibert.modeling import (
+# First, before `autograd` is imported: is every package of this project the one Python imports? (environment.py)
+from minibert.environment import check_packages, source_tree_packages
+
+check_packages(source_tree_packages() or ("autograd",))
+
+from minibert.config import BertConfig  # noqa: E402
+from minibert.modeling import (  # noqa: E402
     BertForSequenceClassification,
     BertModel,
     BertModelOutput,

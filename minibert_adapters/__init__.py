@@ -9,3 +9,9 @@ Layers (imports run one way; tests/test_architecture.py enforces it):
 `adapters` the method. This package is named after the distribution (`minibert-adapters`) and owns the
 `minibert` console command; nothing below it imports it.
 """
+
+# Another package named `adapters` (AdapterHub's import name) or `autograd` (HIPS autograd) in this environment would
+# be imported instead of this project's: say so here, in one error, rather than deep inside the other package.
+from minibert.environment import check_packages  # noqa: E402
+
+check_packages(("autograd", "minibert", "adapters"))

@@ -2,7 +2,10 @@
 
 1. Parameter count: every adapter module has 2MD + D + M parameters (Houlsby2019 §2.1).
 2. (Near-)identity at init: with W_up = 0 the adapted model equals the base model bit for bit; with the
-   preset's small init the final hidden states move only slightly (Houlsby2019 §2.1: "near-identity").
+   preset's small init the final hidden states move only slightly (Houlsby2019 §2.1: "near-identity"). How
+   slightly depends on the preset (std 1e-3, 1e-2, 0.02; truncated or not), so it is judged against the preset's
+   own claim (minibert_adapters.init_stats): the drawn weights have the claimed distribution, and the output moves
+   no more than ten times what the claimed std predicts.
 3. Gradients reach only what trains: after train_adapter, one backward sets .grad on exactly the
    parameters the policy trains, and the adapter gradients agree with float64 central differences.
 """
@@ -23,15 +26,15 @@ from adapters import (
     set_active_adapter,
     train_adapter,
 )
+from adapters.adapterhub import adapter_key
 from adapters.policy import trainable_names
 from autograd import no_grad
+from minibert_adapters.init_stats import CHANGE_FACTOR, expected_relative_change, judge_init
 
 SENTENCES = ["the movie was a delight from start to finish .",
              "a tedious , overlong mess with nothing to say .",
              "Adapters add a few parameters per task and keep the base model frozen."]
 LABELS = [1, 0, 1]
-# Relative change of the final hidden states above which "near-identity" is not what we see.
-NEAR_IDENTITY_LIMIT = 0.05
 
 
 def _relative_change(a, b) -> float:
@@ -70,13 +73,20 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
         near = bert(**batch).last_hidden_state.data
     mask = batch["attention_mask"].astype(bool)
     rel = _relative_change(near[mask], base[mask])
+    drawn = {}  # the adapter's tensors as add_adapter drew them, by leaf (down.weight, up.bias, ...)
+    for name, (role, _, p) in parameter_roles(model).items():
+        if role.kind == "adapter" and role.adapter == "check":
+            drawn.setdefault(adapter_key(name)[2], []).append(p.data.copy())
+    distribution = judge_init(config, drawn)
+    expected = expected_relative_change(config, bert.config.hidden_size, bert.config.num_hidden_layers)
     facts["identity"] = {
         "zero_init_bit_identical": bool(np.array_equal(zero, base)),
         "zero_init_max_abs_diff": float(np.abs(zero - base).max()),
-        "init": config.init, "init_std": config.init_std,
-        "std_init_relative_change": rel, "limit": NEAR_IDENTITY_LIMIT,
+        "init": config.init, "init_std": config.init_std, "init_distribution": distribution,
+        "std_init_relative_change": rel, "expected_relative_change": expected, "change_factor": CHANGE_FACTOR,
     }
-    facts["identity"]["ok"] = facts["identity"]["zero_init_bit_identical"] and rel < NEAR_IDENTITY_LIMIT
+    facts["identity"]["ok"] = (facts["identity"]["zero_init_bit_identical"] and distribution["ok"]
+                               and rel <= CHANGE_FACTOR * expected)
 
     # -- 1. parameter count ------------------------------------------------------------------------------------
     summary = adapter_summary(model, "check")
@@ -198,7 +208,13 @@ def format_report(report: dict) -> str:
               f"    W_up = 0: outputs bit-identical to the base model: {ident['zero_init_bit_identical']} "
               f"(max |diff| {ident['zero_init_max_abs_diff']:.3g})",
               f"    {ident['init']} std {ident['init_std']:g}: relative change of final hidden states "
-              f"{ident['std_init_relative_change']:.3e} (limit {ident['limit']})", "",
+              f"{ident['std_init_relative_change']:.3e} (the claimed std predicts "
+              f"{ident['expected_relative_change']:.1e}; allowed {ident['change_factor']:g}x that)"]
+    for leaf, e in ident["init_distribution"]["leaves"].items():
+        detail = f"measured std {e['measured_std']:.3e}, expected {e.get('expected_std', 0.0):.3e}" \
+            if "measured_std" in e else f"max |value| {e['max_abs']:.1e}"
+        lines.append(f"    {leaf:<12} {e['claim']:<17} {detail}  {mark[e['ok']]}")
+    lines += ["",
               f"[{mark[grads['ok']]}] 3. gradients only where the policy trains (one backward, loss "
               f"{grads['loss']:.4f})",
               f"    {grads['with_grad']} parameters with .grad; the policy trains {grads['should_train']}, "

@@ -142,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output folder (or a .safetensors file)")
     p.set_defaults(func=_cmd_convert)
 
+    from minibert_adapters.crosscheck_command import add_crosscheck_parser
     from minibert_adapters.train_command import add_train_parser
 
     add_train_parser(sub)
+    add_crosscheck_parser(sub)
     return parser
 
 

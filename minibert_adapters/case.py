@@ -1,0 +1,317 @@
+"""The cross-check exchange format: one safetensors file, a *case*, that any framework can write.
+
+A case holds everything needed to judge one implementation of BERT with a Houlsby adapter against this project:
+its configs, every parameter, one batch of inputs, the hidden states it computed (eval mode) and the gradients
+of `loss = sum(last_hidden_state * cotangent)`. docs/crosscheck.md is the contract; in short:
+
+    __metadata__  format="minibert-crosscheck", version="1", bert_config (config.json as JSON),
+                  adapter_config (JSON: our AdapterConfig fields, or {"preset": "houlsby", ...overrides}; absent
+                  for a plain BERT), trainable (JSON list of names), optional adapter_name, optional producer
+    param/<name>            every parameter; Hugging Face BertModel names (a `bert.` prefix is accepted);
+                            adapter tensors under our names or AdapterHub's (docs/crosscheck.md lists both)
+    input/input_ids, input/attention_mask, optional input/token_type_ids       int64 (B, T)
+    input/cotangent         (B, T, D), the same float dtype as the parameters
+    output/hidden_states/<i>   i = 0 (embeddings) .. L, (B, T, D)
+    grad/<name>             for every parameter the implementation gave a gradient
+    init/<name>             optional: the adapter parameters as initialised, before any training
+
+The dtype of the parameters (float64 or float32) says which row of the tolerance table judges the case.
+Reading checks everything a comparison needs and raises `CaseError` naming the file and the tensor or field.
+Names are normalised here (no `bert.` prefix, our adapter leaf names), so nothing after this module sees
+another implementation's spelling.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adapters import AdapterConfig
+from adapters.adapterhub import ADAPTER_LEAVES, adapter_key, adapter_parameter_name
+from minibert import BertConfig
+
+FORMAT = "minibert-crosscheck"
+VERSION = "1"
+FLOATS = ("float64", "float32")
+
+
+class CaseError(ValueError):
+    """A case that cannot be judged (missing tensor, wrong shape, unknown name, config that does not parse).
+    The message names the case and what is wrong; `minibert crosscheck` exits 2 with it."""
+
+
+@dataclass
+class Case:
+    """One cross-check case, names already normalised (see the module doc)."""
+
+    bert_config: dict
+    adapter_config: dict | None
+    trainable: list
+    params: dict
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    cotangent: np.ndarray
+    hidden_states: list
+    grads: dict = field(default_factory=dict)
+    init: dict = field(default_factory=dict)
+    token_type_ids: np.ndarray | None = None
+    adapter_name: str | None = None
+    producer: str = ""
+    source: str = "<memory>"
+
+    @property
+    def dtype(self):
+        return next(iter(self.params.values())).dtype
+
+    def tensors(self) -> dict:
+        """The tensors as they go into the file."""
+        out = {f"param/{k}": v for k, v in self.params.items()}
+        out.update({"input/input_ids": self.input_ids, "input/attention_mask": self.attention_mask,
+                    "input/cotangent": self.cotangent})
+        if self.token_type_ids is not None:
+            out["input/token_type_ids"] = self.token_type_ids
+        out.update({f"output/hidden_states/{i}": h for i, h in enumerate(self.hidden_states)})
+        out.update({f"grad/{k}": v for k, v in self.grads.items()})
+        out.update({f"init/{k}": v for k, v in self.init.items()})
+        return {k: np.ascontiguousarray(v) for k, v in out.items()}
+
+    def metadata(self) -> dict:
+        meta = {"format": FORMAT, "version": VERSION, "bert_config": json.dumps(self.bert_config),
+                "trainable": json.dumps(list(self.trainable))}
+        if self.adapter_config is not None:
+            meta["adapter_config"] = json.dumps(self.adapter_config)
+        if self.adapter_name:
+            meta["adapter_name"] = self.adapter_name
+        if self.producer:
+            meta["producer"] = self.producer
+        return meta
+
+    def save(self, path) -> Path:
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        save_file(self.tensors(), str(path), metadata=self.metadata())
+        return path
+
+
+# ---- reading ---------------------------------------------------------------------------------------------------
+def read_case(path) -> Case:
+    """Read and check a case file. Raises CaseError (a ValueError) naming the file and the problem."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(f"{path}: no such case file")
+    try:
+        with safe_open(str(path), framework="np") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, ValueError, OSError) as e:
+        raise CaseError(f"{path}: not a readable safetensors file: {e}") from None
+    return case_from_tensors(tensors, meta, source=str(path))
+
+
+def _json_field(meta: dict, key: str, where: str, required: bool = True):
+    if key not in meta:
+        if required:
+            raise CaseError(f"{where}: metadata has no {key!r}")
+        return None
+    try:
+        return json.loads(meta[key])
+    except (TypeError, json.JSONDecodeError) as e:
+        raise CaseError(f"{where}: metadata {key!r} is not valid JSON: {e}") from None
+
+
+def parse_bert_config(d, where: str) -> BertConfig:
+    if not isinstance(d, dict):
+        raise CaseError(f"{where}: metadata 'bert_config' must be a JSON object (config.json)")
+    try:
+        return BertConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise CaseError(f"{where}: metadata 'bert_config' does not parse: {e}") from None
+
+
+def parse_adapter_config(d, where: str) -> AdapterConfig:
+    """Our AdapterConfig from the case's adapter_config: its fields, or {"preset": name, ...overrides}."""
+    if not isinstance(d, dict):
+        raise CaseError(f"{where}: metadata 'adapter_config' must be a JSON object")
+    try:
+        if "preset" in d:
+            fields = dict(d)
+            return AdapterConfig.from_preset(fields.pop("preset"), **fields)
+        return AdapterConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise CaseError(f"{where}: metadata 'adapter_config' does not parse: {e}") from None
+
+
+def canonical_name(name: str):
+    """(our parameter name, adapter name or None). Strips `bert.`, turns AdapterHub's adapter leaves into ours."""
+    parsed = adapter_key(name)
+    if parsed is not None:
+        slot, adapter, leaf = parsed
+        return adapter_parameter_name(slot, adapter, leaf), adapter, leaf
+    return name.removeprefix("bert."), None, None
+
+
+def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Case:
+    """Build a checked Case from a file's tensors and metadata (what read_case reads)."""
+    where = source
+    if meta.get("format") != FORMAT:
+        raise CaseError(f"{where}: metadata 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("version") != VERSION:
+        raise CaseError(f"{where}: metadata 'version' is {meta.get('version')!r}; this reader knows {VERSION!r}")
+    bert_dict = _json_field(meta, "bert_config", where)
+    bert = parse_bert_config(bert_dict, where)
+    adapter_dict = _json_field(meta, "adapter_config", where, required=False)
+    if adapter_dict is not None:
+        parse_adapter_config(adapter_dict, where)
+    trainable = _json_field(meta, "trainable", where)
+    if not isinstance(trainable, list) or not all(isinstance(n, str) for n in trainable):
+        raise CaseError(f"{where}: metadata 'trainable' must be a JSON list of parameter names")
+
+    groups = {"param": {}, "grad": {}, "init": {}, "input": {}, "hidden": {}}
+    adapter_names = set()
+    for key, value in tensors.items():
+        kind, _, name = key.partition("/")
+        if kind in ("param", "grad", "init") and name:
+            ours, adapter, leaf = canonical_name(name)
+            if adapter is not None:
+                adapter_names.add(adapter)
+                if leaf not in ADAPTER_LEAVES:
+                    raise CaseError(f"{where}: tensor {key!r}: unknown adapter parameter {leaf!r} "
+                                    f"(known: {', '.join(ADAPTER_LEAVES)})")
+            if ours in groups[kind]:
+                raise CaseError(f"{where}: tensor {key!r} names the same parameter as another tensor ({ours})")
+            groups[kind][ours] = value
+        elif kind == "input" and name in ("input_ids", "attention_mask", "token_type_ids", "cotangent"):
+            groups["input"][name] = value
+        elif kind == "output" and re.fullmatch(r"hidden_states/\d+", name):
+            groups["hidden"][int(name.split("/")[1])] = value
+        else:
+            raise CaseError(f"{where}: unknown tensor name {key!r} (expected param/, grad/, init/, input/input_ids, "
+                            "input/attention_mask, input/token_type_ids, input/cotangent, output/hidden_states/<i>)")
+
+    params, inputs = groups["param"], groups["input"]
+    if not params:
+        raise CaseError(f"{where}: no param/ tensors")
+    dtypes = {str(v.dtype) for v in params.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in FLOATS:
+        raise CaseError(f"{where}: param/ tensors must all be float64 or all float32, found {sorted(dtypes)}")
+    dtype = next(iter(dtypes))
+
+    adapter_name = meta.get("adapter_name")
+    if len(adapter_names) > 1:
+        raise CaseError(f"{where}: tensors of more than one adapter ({sorted(adapter_names)}); a case holds one")
+    if adapter_names:
+        found = next(iter(adapter_names))
+        if adapter_name and adapter_name != found:
+            raise CaseError(f"{where}: metadata adapter_name is {adapter_name!r} but the tensors name {found!r}")
+        adapter_name = found
+        if adapter_dict is None:
+            raise CaseError(f"{where}: adapter tensors ({found!r}) but no 'adapter_config' in the metadata")
+    elif adapter_dict is not None:
+        adapter_name = adapter_name or "adapter"
+
+    for name in ("input_ids", "attention_mask", "cotangent"):
+        if name not in inputs:
+            raise CaseError(f"{where}: missing tensor 'input/{name}'")
+    ids = inputs["input_ids"]
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise CaseError(f"{where}: 'input/input_ids' must be integers of shape (batch, tokens), got "
+                        f"{ids.dtype} {ids.shape}")
+    B, T = ids.shape
+    for name in ("attention_mask", "token_type_ids"):
+        v = inputs.get(name)
+        if v is not None and (v.shape != (B, T) or not np.issubdtype(v.dtype, np.integer)):
+            raise CaseError(f"{where}: 'input/{name}' must be integers of shape {(B, T)}, got {v.dtype} {v.shape}")
+    shape = (B, T, bert.hidden_size)
+    for label, v in [("input/cotangent", inputs["cotangent"])] + [
+            (f"output/hidden_states/{i}", h) for i, h in sorted(groups["hidden"].items())]:
+        if v.shape != shape or str(v.dtype) != dtype:
+            raise CaseError(f"{where}: '{label}' must be {dtype} of shape {shape}, got {v.dtype} {v.shape}")
+    L = bert.num_hidden_layers
+    hidden = groups["hidden"]
+    missing = [i for i in range(L + 1) if i not in hidden]
+    if missing or len(hidden) != L + 1:
+        extra = sorted(set(hidden) - set(range(L + 1)))
+        raise CaseError(f"{where}: output/hidden_states must be 0..{L} (num_hidden_layers {L}); "
+                        + (f"missing {missing}" if missing else f"unexpected {extra}"))
+
+    not_adapter = [n for n in groups["init"] if adapter_key(n) is None]
+    if not_adapter:
+        raise CaseError(f"{where}: init/ tensors are for adapter parameters only, not {not_adapter[:5]}")
+    for kind in ("grad", "init"):
+        for name, v in groups[kind].items():
+            if name not in params:
+                raise CaseError(f"{where}: tensor '{kind}/{name}' has no param/{name}")
+            if v.shape != params[name].shape:
+                raise CaseError(f"{where}: '{kind}/{name}' has shape {v.shape}, its parameter {params[name].shape}")
+    for name, v in {**params, **groups["grad"], **groups["init"]}.items():
+        if not np.issubdtype(v.dtype, np.floating) or not np.isfinite(v).all():
+            raise CaseError(f"{where}: tensor for {name} is not finite floating point")
+    trainable = [canonical_name(n)[0] for n in trainable]
+    unknown = [n for n in trainable if n not in params]
+    if unknown:
+        raise CaseError(f"{where}: 'trainable' names parameters the case does not have: {unknown[:5]}")
+    return Case(bert_config=bert_dict, adapter_config=adapter_dict, trainable=trainable, params=params,
+                input_ids=ids.astype(np.int64), attention_mask=inputs["attention_mask"].astype(np.int64),
+                cotangent=inputs["cotangent"], hidden_states=[hidden[i] for i in range(L + 1)],
+                grads=groups["grad"], init=groups["init"],
+                token_type_ids=None if "token_type_ids" not in inputs else inputs["token_type_ids"].astype(np.int64),
+                adapter_name=adapter_name, producer=meta.get("producer", ""), source=source)
+
+
+# ---- writing a case from this project's own model -------------------------------------------------------------
+def padding_zeroed_cotangent(attention_mask, hidden_size: int, dtype, seed: int = 0) -> np.ndarray:
+    """A random cotangent (B, T, D), zero at padding positions.
+
+    Convention: zero at padding, so the gradients do not depend on what an implementation computes for padded
+    positions (nothing reads them); every writer in tools/ does the same.
+    """
+    mask = np.asarray(attention_mask)
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(mask.shape + (hidden_size,)) * mask[:, :, None]).astype(dtype)
+
+
+def case_from_model(model, input_ids, attention_mask, token_type_ids=None, cotangent=None, init=None,
+                    producer: str = "minibert-adapters", seed: int = 0) -> Case:
+    """The case of a model of this project (a BertModel or a model with a `.bert`), as any writer would make it.
+
+    Runs in eval mode with the model's dtype; gradients of sum(last_hidden_state * cotangent) for every parameter
+    with requires_grad (what the model trains is its `trainable`). Only the active adapter's parameters go in.
+    init: {parameter name: array} of the adapter at init, if the caller kept it.
+    """
+    from adapters.policy import base_model, parameter_roles
+    from autograd import Tensor
+
+    bert = base_model(model)
+    adapter_set = getattr(model, "adapter_set", None)
+    active = adapter_set.active if adapter_set is not None else None
+    roles = parameter_roles(bert)
+    keep = [k for k, (role, _, _) in roles.items() if role.kind != "adapter" or role.adapter == active]
+    params = dict(bert.named_parameters())
+    training = bert.training
+    bert.eval()
+    if cotangent is None:
+        cotangent = padding_zeroed_cotangent(attention_mask, bert.config.hidden_size, bert.dtype, seed)
+    for p in params.values():
+        p.grad = None
+    try:
+        out = bert(input_ids, attention_mask, token_type_ids, output_hidden_states=True)
+        (out.last_hidden_state * Tensor(np.asarray(cotangent, dtype=bert.dtype))).sum().backward()
+    finally:
+        bert.train(training)
+    return Case(bert_config=bert.config.to_dict(),
+                adapter_config=adapter_set.configs[active].to_dict() if active else None,
+                trainable=[k for k in keep if params[k].requires_grad],
+                params={k: params[k].data.copy() for k in keep},
+                input_ids=np.asarray(input_ids, dtype=np.int64), attention_mask=np.asarray(attention_mask, np.int64),
+                token_type_ids=None if token_type_ids is None else np.asarray(token_type_ids, np.int64),
+                cotangent=np.asarray(cotangent, dtype=bert.dtype),
+                hidden_states=[h.data.copy() for h in out.hidden_states],
+                grads={k: params[k].grad.copy() for k in keep if params[k].grad is not None},
+                init={k: np.asarray(v) for k, v in (init or {}).items()}, adapter_name=active, producer=producer)

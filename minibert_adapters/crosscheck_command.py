@@ -1,0 +1,98 @@
+"""`minibert crosscheck CASE [--json] [--rtol R]`: judge another implementation's case file against this project.
+
+Exit status: 0 when the case agrees, 1 when it does not (the report names the likely bug), 2 when the case file
+cannot be judged (one line naming the file and what is wrong). docs/crosscheck.md describes the case format.
+"""
+
+from __future__ import annotations
+
+import json
+
+from minibert_adapters.check import _grouped
+
+
+def add_crosscheck_parser(sub):
+    p = sub.add_parser("crosscheck", help="judge another implementation's case file (docs/crosscheck.md) against "
+                                          "this project and name the likely bug")
+    p.add_argument("case", help="a case file: safetensors with param/, input/, output/, grad/ tensors")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance for hidden states and gradients instead of the table's row for the "
+                        "case's dtype (minibert_adapters/tolerances.py); the report records it")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from minibert_adapters.crosscheck import crosscheck
+
+    if args.rtol is not None and not args.rtol > 0:
+        raise ValueError(f"--rtol must be positive, got {args.rtol}")
+    report = crosscheck(args.case, rtol=args.rtol)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["ok"] else 1
+
+
+MARK = {True: "PASS", False: "FAIL"}
+
+
+def format_report(report: dict) -> str:
+    """The report as readable text: one block per comparison, then the diagnosis, one sentence per code."""
+    tol = report["tolerance"]
+    lines = [f"case: {report['case']}" + (f"  (producer: {report['producer']})" if report["producer"] else ""),
+             f"dtype {report['dtype']}: hidden states within {tol['hidden']:g} (relative to max(1, |h|)), gradients "
+             f"within {tol['gradient']:g} relative + {tol['gradient_floor']:g} x the largest gradient"]
+    if report["adapter"]:
+        c = report["adapter_config"]
+        layer_norms = "train" if c["train_layer_norms"] else "frozen"
+        lines.append(f"adapter {report['adapter']!r}: {c['placement']} placement, f = {c['non_linearity']}, "
+                     f"init {c['init']} std {c['init_std']:g}, LayerNorms {layer_norms}")
+    forward = report["forward"]
+    lines += ["", f"[{MARK[forward['ok']]}] forward: each hidden state, and each layer alone fed the candidate's own "
+                  "input to it",
+              f"    {'hidden state':<14} {'error':>10} {'layer alone':>12}"]
+    for row in forward["layers"]:
+        label = "embeddings" if row["index"] == 0 else f"layer {row['index'] - 1}"
+        local = "" if row["index"] == 0 else f"{row['local_error']:>12.2e}"
+        flag = "" if row["ok"] else "DIFFERS"
+        lines.append(f"    {row['index']:>2} {label:<11} {row['error']:>10.2e} {local:>12}  {flag}")
+    if "reference_float32_error" in forward:
+        lines.append(f"    (this project's own float32 run differs from its float64 run by "
+                     f"{forward['reference_float32_error']:.2e})")
+    grads = report["gradients"]
+    bad = [g for g in grads["parameters"] if not g["ok"]]
+    worst = max((g["relative"] for g in grads["parameters"]), default=0.0)
+    lines += ["", f"[{MARK[grads['ok'] and not grads['unexpected'] and not grads['missing']]}] gradients: "
+                  f"{len(grads['parameters'])} parameters compared, largest relative error {worst:.2e}"]
+    lines += [f"      DIFFERS:              {p}" for p in _grouped(g["name"] for g in bad)]
+    lines += [f"      FROZEN BUT HAS GRAD:  {p}" for p in _grouped(grads["unexpected"])]
+    lines += [f"      TRAINED, NO GRAD:     {p}" for p in _grouped(grads["missing"])]
+    counts = report["counts"]
+    if counts.get("modules"):
+        lines += ["", f"[{MARK[counts['ok'] and not counts['missing_modules']]}] parameter counts: 2MD + D + M = "
+                      f"{counts['formula']:,} per module, {counts['expected_per_layer']} modules per layer; "
+                      f"found per layer: {counts['modules_per_layer']}"]
+        lines += [f"      {r['module']}: {r['counted']:,}" for r in counts["modules"] if not r["ok"]]
+        lines += [f"      NOT IN THE PLACEMENT: {m}" for m in counts["extra_modules"]]
+    trainable = report["trainable"]
+    if report["adapter"]:
+        lines += ["", f"[{MARK[trainable['ok']]}] trainable set against the claimed config's policy"]
+        lines += [f"      TRAINS, POLICY FREEZES: {p}" for p in _grouped(trainable["extra"])]
+        lines += [f"      FROZEN, POLICY TRAINS:  {p}" for p in _grouped(trainable["missing"])]
+    init = report["init"]
+    if init.get("given"):
+        lines += ["", f"[{MARK[init['ok']]}] init against the claimed distribution"]
+        for leaf, e in init["leaves"].items():
+            detail = f"std {e['measured_std']:.3e} (expected {e.get('expected_std', 0.0):.3e})" \
+                if "measured_std" in e else f"max |value| {e['max_abs']:.2e}"
+            lines.append(f"    {leaf:<12} {e['claim']:<17} {detail}  {MARK[e['ok']]}")
+        ch = init["output_change"]
+        lines.append(f"    output change at init {ch['candidate']:.2e}, this project's own init {ch['ours']:.2e}  "
+                     f"{MARK[ch['ok']]}")
+    lines.append("")
+    if report["explanations"]:
+        lines.append("DIAGNOSIS: " + (", ".join(report["diagnosis"]) or "none of the known patterns"))
+        lines += [f"  - {e['code'] or 'other'}: {e['sentence']}" for e in report["explanations"]]
+        lines.append("")
+    lines.append("AGREES" if report["ok"] else "DISAGREES")
+    return "\n".join(lines)

@@ -1,0 +1,322 @@
+"""Name the likely bug behind a failing cross-check, from the pattern of the differences.
+
+Codes (docs/crosscheck.md):
+
+| code             | the bug                                                  | found by                      |
+|------------------|----------------------------------------------------------|-------------------------------|
+| placement        | adapter after the LayerNorm, on the residual sum, or fed | a variant layer; the count    |
+|                  | the other input; adapters where the placement puts none  |                               |
+| skip-connection  | the adapter's internal skip (the `h +`) is missing       | a variant layer               |
+| non-linearity    | another f than the claimed one                           | a variant layer               |
+| init-scale       | init not the claimed distribution, or not near identity | init/ tensors                 |
+| trainable-set    | a parameter trains that the policy freezes, or reverse   | `trainable`, grad/ tensors    |
+| missing-modules  | adapters absent from some sub-layers or layers           | count, gradients, a variant   |
+| base-mismatch    | differs without adapters: weights, LayerNorm eps, GELU   | the embeddings, a variant     |
+|                  | form, attention mask                                     |                               |
+| precision        | a float64 case that agrees only to float32 level        | the float32 row of the table  |
+
+Method. A hidden state that differs makes every later one differ, so the numbers alone do not say where a bug
+is. Each encoder layer is therefore run *alone*, fed the candidate's own input to it (its hidden state i - 1),
+first as this project computes it, then as each of a set of known-wrong variants would (`variants`). Where the
+correct layer does not reproduce the candidate's hidden state i but a variant does, to the tolerance of the
+table, the variant names the bug and the layer and sub-layer name where it is. Embeddings have no adapter, so a
+difference there is a base mismatch by itself. Counts, the trainable set and the init are compared directly.
+A correct implementation gets an empty diagnosis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import autograd.functional as F
+from adapters.adapterhub import adapter_key, adapter_parameter_name
+from autograd import Tensor, no_grad
+from minibert_adapters.crosscheck import additive_mask, hidden_error
+from minibert_adapters.tolerances import TOLERANCES
+
+SENTENCES = {
+    "placement": "The adapter is not where the claimed placement puts it (after dense + dropout, before the "
+                 "residual add and the LayerNorm)",
+    "skip-connection": "The adapter's internal skip connection is missing: it returns W_up f(W_down h) + b_up "
+                       "instead of h + W_up f(W_down h) + b_up",
+    "non-linearity": "The adapter applies another non-linearity than the claimed one",
+    "init-scale": "The adapter's init is not the claimed distribution, or not near identity",
+    "trainable-set": "The parameters that train are not the ones the claimed config's policy trains",
+    "missing-modules": "Adapters are absent from some sub-layers or layers",
+    "base-mismatch": "The model already differs where no adapter is involved (weights, LayerNorm eps, GELU form or "
+                     "attention mask)",
+    "precision": "The case is float64 but agrees only to float32 level: part of it was computed in float32",
+}
+CODES = tuple(SENTENCES)
+SUBLAYERS = ("attention", "ffn")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """This project's encoder layer with one thing changed. `adapter` kinds:
+
+    correct          a + A(h) as claimed (only `non_linearity` may be changed)
+    no-skip          W_up f(W_down h) + b_up, without the adapter's own `h +`
+    other-input      the adapter fed the sub-layer input x instead of its output a (or the reverse, if parallel)
+    after-layernorm  y = LN(x + a), then y + A(y): the adapter after the sub-layer's LayerNorm
+    on-sum           LN(s + A(s)) with s = x + a: the adapter on the residual sum, before the LayerNorm
+    absent           no adapter in that sub-layer
+    """
+
+    code: str
+    description: str
+    scope: tuple = SUBLAYERS            # the sub-layers whose adapter is changed
+    adapter: str = "correct"
+    non_linearity: str | None = None    # replaces the adapter's f ("identity": none at all)
+    layer_norm_eps: float | None = None  # replaces every LayerNorm's eps
+    hidden_act: str | None = None       # replaces the feed-forward activation
+    mask: str = "correct"               # "wrong-sign" (+ instead of -), "inverted" (masks real tokens), "ignored"
+
+
+def variants(bert_config, config) -> list:
+    """The known-wrong variants of the reference for a claimed BERT config and adapter config (None: no adapter)."""
+    out = []
+    if config is not None:
+        scopes = [(s,) for s in config.sublayers] + ([tuple(config.sublayers)] if len(config.sublayers) > 1 else [])
+        for scope in scopes:
+            where = " and ".join(("after attention" if s == "attention" else "after the FFN") for s in scope)
+            other = "sub-layer output a (sequential)" if config.parallel else "sub-layer input x (parallel)"
+            out += [Variant("placement", f"adapter after the LayerNorm ({where})", scope, "after-layernorm"),
+                    Variant("placement", f"adapter on the residual sum x + a, before the LayerNorm ({where})", scope,
+                            "on-sum"),
+                    Variant("placement", f"adapter fed the {other} ({where})", scope, "other-input"),
+                    Variant("skip-connection", f"adapter without its skip connection ({where})", scope, "no-skip"),
+                    Variant("missing-modules", f"no adapter {where}", scope, "absent")]
+            for f in ("gelu_new", "gelu", "relu", "silu", "tanh", "identity"):
+                if f != config.non_linearity:
+                    out.append(Variant("non-linearity", f"adapter non-linearity {f} instead of {config.non_linearity} "
+                                                        f"({where})", scope, non_linearity=f))
+    for eps in (1e-5, 1e-6, 1e-12):
+        if eps != bert_config.layer_norm_eps:
+            out.append(Variant("base-mismatch", f"LayerNorm eps {eps:g} instead of {bert_config.layer_norm_eps:g}",
+                               layer_norm_eps=eps))
+    claimed_act = "gelu_new" if bert_config.hidden_act == "gelu_pytorch_tanh" else bert_config.hidden_act
+    for act in ("gelu", "gelu_new"):
+        if act != claimed_act:
+            out.append(Variant("base-mismatch", f"feed-forward activation {act} instead of {claimed_act}",
+                               hidden_act=act))
+    out += [Variant("base-mismatch", "attention mask with the wrong sign (padding favoured)", mask="wrong-sign"),
+            Variant("base-mismatch", "attention mask inverted (real tokens masked)", mask="inverted"),
+            Variant("base-mismatch", "attention mask ignored", mask="ignored")]
+    return out
+
+
+def variant_mask(attention_mask, dtype, kind: str):
+    """The additive attention mask (B, 1, 1, T) a variant uses; None adds nothing."""
+    m = np.asarray(attention_mask)[:, None, None, :].astype(dtype)
+    if kind == "correct":
+        return None if m.all() else additive_mask(attention_mask, dtype)
+    if kind == "wrong-sign":
+        return None if m.all() else -additive_mask(attention_mask, dtype)
+    if kind == "inverted":
+        return m * np.finfo(dtype).min
+    return None  # ignored
+
+
+def sublayer_forward(slot, h, x, module, v: Variant, sublayer: str, eps: float):
+    """One sub-layer output with its residual, as variant `v` computes it (eval mode: dropout is the identity)."""
+    a = slot.dense(h)
+
+    def ln(y):
+        return F.layer_norm(y, slot.LayerNorm.weight, slot.LayerNorm.bias, eps)
+
+    changed = sublayer in v.scope
+    if module is None or (changed and v.adapter == "absent"):
+        return ln(x + a)
+    if not changed:
+        return ln(x + module(a, x))
+    f = (lambda z: z) if v.non_linearity == "identity" else \
+        F.activation(v.non_linearity) if v.non_linearity else module.f
+
+    def body(inp):  # W_up f(W_down h) + b_up, with the adapter's own LayerNorm in the layer_norm ablation
+        inner = module.layer_norm(inp) if module.layer_norm is not None else inp
+        return module.up(f(module.down(inner)))
+
+    own, other = (x, a) if module.parallel else (a, x)
+    if v.adapter == "correct":
+        return ln(x + a + body(own))
+    if v.adapter == "no-skip":
+        return ln(x + body(own))
+    if v.adapter == "other-input":
+        return ln(x + a + body(other))
+    if v.adapter == "after-layernorm":
+        y = ln(x + a)
+        return y + body(y)
+    if v.adapter == "on-sum":
+        s = x + a
+        return ln(s + body(s))
+    raise ValueError(f"unknown variant kind {v.adapter!r}")
+
+
+def layer_forward(layer, x, mask, v: Variant, modules: dict, eps: float, context=None):
+    """One encoder layer (post-LN, as minibert.modeling.BertLayer) computed as variant `v`.
+    context: the self-attention output for this x and mask, if already computed (it does not depend on `v`'s
+    adapter or eps)."""
+    eps = v.layer_norm_eps if v.layer_norm_eps is not None else eps
+    context = layer.attention.self(x, mask) if context is None else context
+    x1 = sublayer_forward(layer.attention.output, context, x, modules.get("attention"), v, "attention", eps)
+    act = F.activation(v.hidden_act) if v.hidden_act else layer.intermediate.act
+    return sublayer_forward(layer.output, act(layer.intermediate.dense(x1)), x1, modules.get("ffn"), v, "ffn", eps)
+
+
+def layer_modules(ref, i: int) -> dict:
+    """{sublayer: adapter module} of encoder layer i, for the sub-layers where the case has an adapter."""
+    return {sublayer: slot.adapters[ref.name] for path, sublayer, slot in ref.slots
+            if path.startswith(f"encoder.layer.{i}.") and path in ref.present}
+
+
+def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list:
+    """[(error, variant)] for encoder layer i fed the candidate's hidden state i, best first.
+
+    first: variants to try before the others; when one of them fits, the others are not tried (a bug that
+    reproduces one layer usually reproduces the next, and each variant costs a layer's forward pass)."""
+    model = ref.model
+    layer, eps = model.encoder.layer[i], model.config.layer_norm_eps
+    x = Tensor(case.hidden_states[i].astype(np.float64))
+    real = case.attention_mask.astype(bool)
+    modules = layer_modules(ref, i)
+    contexts = {}  # mask kind -> self-attention output, shared by every variant with that mask
+    results = []
+    with no_grad():
+        for group in (list(first), [v for v in candidates if v not in first]):
+            for v in group:
+                if v.mask not in contexts:
+                    mask = variant_mask(case.attention_mask, np.float64, v.mask)
+                    contexts[v.mask] = layer.attention.self(x, None if mask is None else Tensor(mask))
+                out = layer_forward(layer, x, None, v, modules, eps, context=contexts[v.mask]).data
+                results.append((hidden_error(case.hidden_states[i + 1], out, real), v))
+            if any(err <= tol for err, _ in results):
+                break
+    return sorted(results, key=lambda r: r[0])
+
+
+def fit_embeddings(ref, case, tol: float) -> list:
+    """[(error, eps)] of the embeddings computed with other LayerNorm eps values, best first."""
+    emb = ref.model.embeddings
+    ids = case.input_ids
+    types = case.token_type_ids if case.token_type_ids is not None else np.zeros_like(ids)
+    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    real = case.attention_mask.astype(bool)
+    results = []
+    with no_grad():
+        x = emb.word_embeddings(ids) + emb.position_embeddings(positions) + emb.token_type_embeddings(types)
+        for eps in (1e-5, 1e-6, 1e-12):
+            out = F.layer_norm(x, emb.LayerNorm.weight, emb.LayerNorm.bias, eps).data
+            results.append((hidden_error(case.hidden_states[0], out, real), eps))
+    return sorted(results)
+
+
+def _within_float32(report) -> bool:
+    """Does everything agree to the float32 row, gradients included?"""
+    t = TOLERANCES["float32"]
+    layers = report["forward"]["layers"]
+    grads = report["gradients"]
+    return all(r["error"] <= t.hidden and r["local_error"] <= t.hidden for r in layers) and all(
+        g["max_abs_error"] <= t.gradient * g["max_abs_reference"] + t.gradient_floor * grads["scale"]
+        for g in grads["parameters"])
+
+
+def _names(names, n=3) -> str:
+    names = list(names)
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def diagnose(ref, case, report) -> tuple:
+    """(codes, [{"code", "sentence"}]) for a report of minibert_adapters.crosscheck; empty when it agrees."""
+    evidence = {}
+
+    def note(code, text):
+        evidence.setdefault(code, []).append(text)
+
+    tol = report["tolerance"]["hidden"]
+    forward, grads = report["forward"], report["gradients"]
+    unexplained, embeddings_differ = [], None
+    if not forward["ok"]:
+        layers = forward["layers"]
+        if layers[0]["error"] > tol:
+            err, eps = fit_embeddings(ref, case, tol)[0]
+            if err <= tol and eps != ref.model.config.layer_norm_eps:
+                note("base-mismatch", f"the embeddings are reproduced with LayerNorm eps {eps:g} instead of "
+                                      f"{ref.model.config.layer_norm_eps:g}")
+            else:  # no adapter is involved there: a base mismatch, unless it is all float32 rounding (below)
+                embeddings_differ = f"the embeddings (hidden state 0, before any adapter) differ by " \
+                                    f"{layers[0]['error']:.1e}"
+        candidates, previous = variants(ref.model.config, ref.config), []
+        for row in layers[1:]:
+            if row["local_error"] <= tol:
+                continue
+            i = row["index"] - 1
+            fits = fit_layer(ref, case, i, candidates, tol, first=previous)
+            found = [v for err, v in fits if err <= tol]
+            previous = found or previous
+            for v in found:
+                note(v.code, f"layer {i} is reproduced by: {v.description}")
+            if not found:
+                err, closest = fits[0]
+                unexplained.append(f"layer {i} differs by {row['local_error']:.1e} fed its own input, and no known "
+                                   f"variant reproduces it (closest: {closest.description}, {err:.1e})")
+    elif not grads["ok"]:
+        bad = [g["name"] for g in grads["parameters"] if not g["ok"]]
+        unexplained.append(f"the forward agrees but the gradients of {_names(bad)} differ: a backward bug")
+    if (unexplained or embeddings_differ) and report["dtype"] == "float64" and _within_float32(report):
+        worst = max(r["local_error"] for r in forward["layers"])
+        note("precision", f"every difference is within the float32 row (largest hidden-state error {worst:.1e})")
+        unexplained, embeddings_differ = [], None
+    if embeddings_differ:
+        note("base-mismatch", embeddings_differ)
+    evidence["unexplained"] = unexplained
+
+    counts = report["counts"]
+    if counts.get("missing_modules"):
+        note("missing-modules", f"no adapter tensors in {_names(counts['missing_modules'])} "
+                                f"(the claimed placement has {counts['expected_per_layer']} per layer)")
+    if counts.get("extra_modules"):
+        note("placement", f"adapter tensors in {_names(counts['extra_modules'])}, which the claimed placement does "
+                          "not name")
+    wrong_size = [r["module"] for r in counts.get("modules", []) if r["present"] and not r["ok"]]
+    if wrong_size:
+        evidence["unexplained"].append(f"{_names(wrong_size)}: {counts['modules'][0]['formula']} parameters by "
+                                       "2MD + D + M, another number in the case")
+    trainable = report["trainable"]
+    if trainable["extra"]:
+        note("trainable-set", f"trained but frozen by the policy: {_names(trainable['extra'])}")
+    if trainable["missing"]:
+        note("trainable-set", f"frozen but trained by the policy: {_names(trainable['missing'])}")
+    if grads["unexpected"]:
+        note("trainable-set", f"gradients on parameters the policy freezes: {_names(grads['unexpected'])}")
+    # A module none of whose parameters got a gradient is not in the computation at all: a missing module.
+    missing_grads = set(grads["missing"])
+    never_called = [path for path, _, slot in ref.slots if path in ref.present and all(
+        adapter_parameter_name(path, ref.name, leaf) in missing_grads for leaf, _ in
+        slot.adapters[ref.name].named_parameters())]
+    if never_called:
+        note("missing-modules", f"the adapters in {_names(never_called)} get no gradient at all: they are never "
+                                "called")
+    called = [n for n in grads["missing"] if not any(adapter_key(n)[0] == p for p in never_called
+                                                      if adapter_key(n) is not None)]
+    if called:
+        note("trainable-set", f"no gradient on parameters the policy trains: {_names(called)}")
+    init = report["init"]
+    if init.get("given") and not init["ok"]:
+        bad = [f"{leaf} ({e['claim']}: std {e.get('measured_std', 0):.2e} vs {e.get('expected_std', 0):.2e} "
+               f"expected, max |value| {e['max_abs']:.2e})" for leaf, e in init["leaves"].items() if not e["ok"]]
+        change = init["output_change"]
+        if not change["ok"]:
+            bad.append(f"output change at init {change['candidate']:.1e} vs {change['ours']:.1e} for this project's "
+                       "init of the same config")
+        note("init-scale", "; ".join(bad))
+
+    codes = [c for c in CODES if evidence.get(c)]
+    explanations = [{"code": c, "sentence": SENTENCES[c] + ": " + "; ".join(dict.fromkeys(evidence[c])) + "."}
+                    for c in codes]
+    if evidence["unexplained"]:
+        explanations.append({"code": None, "sentence": "Not one of the known patterns: "
+                             + "; ".join(evidence["unexplained"]) + "."})
+    return codes, explanations

@@ -1,0 +1,114 @@
+"""A case file that cannot be judged exits 2 with one line naming the file and what is wrong; names written by
+other implementations (a `bert.` prefix, AdapterHub's adapter leaves) are read as ours."""
+
+import json
+
+import crosscheck_zoo as zoo
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from minibert_adapters.case import Case, read_case
+from minibert_adapters.cli import main
+from minibert_adapters.crosscheck import crosscheck
+
+
+@pytest.fixture(scope="module")
+def good():
+    return zoo.build(None, np.float32)
+
+
+def write(path, case: Case, drop=(), add=None, meta=None):
+    tensors = {k: v for k, v in case.tensors().items() if k not in drop}
+    tensors.update(add or {})
+    metadata = {**case.metadata(), **(meta or {})}
+    save_file(tensors, str(path), metadata={k: v for k, v in metadata.items() if v is not None})
+    return path
+
+
+def exit_2(path, capsys, *expected):
+    assert main(["crosscheck", str(path)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == "" and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("minibert crosscheck: error: ") and str(path) in err, err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def test_a_missing_file_or_not_safetensors(tmp_path, capsys):
+    exit_2(tmp_path / "nope.safetensors", capsys, "no such case file")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    exit_2(tmp_path / "junk.safetensors", capsys, "not a readable safetensors file")
+
+
+@pytest.mark.parametrize("drop, expected", [
+    ("input/cotangent", "missing tensor 'input/cotangent'"),
+    ("input/input_ids", "missing tensor 'input/input_ids'"),
+    ("output/hidden_states/2", "output/hidden_states must be 0..2"),
+    ("param/encoder.layer.1.attention.self.key.weight", "missing (1): encoder.layer.1.attention.self.key.weight"),
+])
+def test_a_missing_tensor_is_named(tmp_path, capsys, good, drop, expected):
+    exit_2(write(tmp_path / "c.safetensors", good, drop=[drop]), capsys, expected)
+
+
+def test_a_wrong_shape_is_named(tmp_path, capsys, good):
+    bad = {"param/encoder.layer.0.output.dense.weight": np.zeros((12, 36), np.float32)}
+    exit_2(write(tmp_path / "c.safetensors", good, add=bad), capsys, "encoder.layer.0.output.dense.weight",
+           "(12, 36) vs model (12, 37)")
+    cot = {"input/cotangent": np.zeros((3, 8, 11), np.float32)}
+    exit_2(write(tmp_path / "d.safetensors", good, add=cot), capsys, "'input/cotangent' must be float32 of shape")
+    grad = {"grad/encoder.layer.0.output.LayerNorm.weight": np.zeros(5, np.float32)}
+    exit_2(write(tmp_path / "e.safetensors", good, add=grad), capsys, "grad/encoder.layer.0.output.LayerNorm.weight")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("param/encoder.layer.0.output.dense.scale", "unknown parameter names"),
+    ("weights/encoder.layer.0.output.dense.weight", "unknown tensor name 'weights/"),
+    ("param/encoder.layer.0.intermediate.adapters.task.down.weight", "unknown parameter names"),
+    ("param/encoder.layer.0.output.adapters.task.gate.weight", "unknown adapter parameter 'gate.weight'"),
+])
+def test_an_unknown_name_is_named(tmp_path, capsys, good, name, expected):
+    exit_2(write(tmp_path / "c.safetensors", good, add={name: np.zeros(3, np.float32)}), capsys, expected)
+
+
+@pytest.mark.parametrize("meta, expected", [
+    ({"bert_config": "{not json"}, "metadata 'bert_config' is not valid JSON"),
+    ({"bert_config": json.dumps({"hidden_size": 12, "num_attention_heads": 5})}, "bert_config' does not parse"),
+    ({"adapter_config": json.dumps({"preset": "hoolsby"})}, "unknown adapter preset 'hoolsby'"),
+    ({"adapter_config": json.dumps({"bottleneck_size": 5, "nonlinearity": "relu"})}, "unknown AdapterConfig field"),
+    ({"trainable": json.dumps("all")}, "'trainable' must be a JSON list"),
+    ({"trainable": json.dumps(["encoder.layer.9.output.dense.weight"])}, "'trainable' names parameters"),
+    ({"format": "something-else"}, "metadata 'format' is 'something-else'"),
+    ({"version": "2"}, "metadata 'version' is '2'"),
+    ({"adapter_name": "other"}, "adapter_name is 'other' but the tensors name 'task'"),
+])
+def test_metadata_that_does_not_parse_is_named(tmp_path, capsys, good, meta, expected):
+    exit_2(write(tmp_path / "c.safetensors", good, meta=meta), capsys, expected)
+
+
+def test_mixed_precision_and_two_adapters_are_refused(tmp_path, capsys, good):
+    mixed = {"param/encoder.layer.0.output.dense.bias": good.params["encoder.layer.0.output.dense.bias"]
+             .astype(np.float64)}
+    exit_2(write(tmp_path / "c.safetensors", good, add=mixed), capsys, "must all be float64 or all float32")
+    other = {"param/encoder.layer.0.output.adapters.second.down.bias": np.zeros(5, np.float32)}
+    exit_2(write(tmp_path / "d.safetensors", good, add=other), capsys, "more than one adapter")
+
+
+def test_bert_prefix_and_adapterhub_names_are_read_as_ours(tmp_path, good):
+    """A case written from transformers' BertForSequenceClassification and AdapterHub's module names."""
+    def theirs(name):
+        name = name.replace(".down.", ".adapter_down.0.").replace(".up.", ".adapter_up.")
+        return "bert." + name
+
+    tensors = {}
+    for key, value in good.tensors().items():
+        kind, _, name = key.partition("/")
+        tensors[f"{kind}/{theirs(name)}" if kind in ("param", "grad", "init") else key] = value
+    meta = {**good.metadata(), "trainable": json.dumps([theirs(n) for n in good.trainable])}
+    save_file(tensors, str(tmp_path / "hub.safetensors"), metadata=meta)
+    case = read_case(tmp_path / "hub.safetensors")
+    assert sorted(case.params) == sorted(good.params) and sorted(case.trainable) == sorted(good.trainable)
+    report = crosscheck(case)
+    assert report["ok"] and report["diagnosis"] == []
