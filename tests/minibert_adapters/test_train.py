@@ -304,7 +304,10 @@ def test_stopped_then_resumed_equals_the_straight_run_and_overwrite_starts_again
     assert code == 0 and record["step"] == 1 and len(record["history"]) == 1 and not (out / "best").exists()
 
 
-def test_ctrl_c_saves_the_last_step_and_exits_130(tmp_path):
+@pytest.mark.parametrize("signum, said, why", [(signal.SIGINT, "Ctrl-C", "interrupted"),
+                                               (signal.SIGTERM, "SIGTERM", "terminated")])
+def test_ctrl_c_or_sigterm_saves_the_last_step_and_exits_130(tmp_path, signum, said, why):
+    """SIGTERM is what `timeout`, batch schedulers and `docker stop` send: it must save like Ctrl-C."""
     needs_real()
     out = tmp_path / "run"
     argv = small(out, "--steps", "500", "--log-every", "1")
@@ -313,16 +316,17 @@ def test_ctrl_c_saves_the_last_step_and_exits_130(tmp_path):
     try:
         for line in proc.stdout:
             if line.startswith("step     1/500"):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signum)
                 break
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, stderr
-    assert "Ctrl-C: stopping after this step" in stderr and "stopped at step" in stdout
+    assert f"{said}: stopping after this step" in stderr and "stopped at step" in stdout and f"({why})" in stdout
     record = json.loads((out / "history.json").read_text())
     assert record["status"] == "stopped" and 1 <= record["step"] < 500
+    # the step the signal interrupted is saved, not an older one
     assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == record["step"]
 
 
