@@ -438,3 +438,18 @@ def test_loading_onto_a_base_of_another_depth_is_refused(tmp_path):
         assert not configs(target) and not any(".adapters." in k for k, _ in target.named_parameters())
 
 
+
+
+def test_an_adapter_saved_by_an_earlier_version_loads_and_computes_the_same_logits():
+    """Written by commit fb55466 (tools/make_adapter_compat_fixture.py), with its "gelu_tanh" activation
+    name and no "kind" key; the logits are that version's."""
+    from conftest import FIXTURES, TOL
+
+    folder = FIXTURES / "adapter_written_by_fb55466"
+    model = BertForSequenceClassification(tiny_config(num_labels=3), dtype=np.float64, seed=0)
+    assert load_adapter(model, folder) == "sst2"
+    assert configs(model)["sst2"].non_linearity == "gelu_new"
+    model.eval()
+    ids, mask, types = tiny_inputs()
+    expected = np.load(folder / "logits_by_fb55466.npy", allow_pickle=False)
+    np.testing.assert_allclose(model(ids, mask, types).logits.data, expected, rtol=0, atol=TOL["f64_same_math"])
