@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     from minibert_adapters.train_command import add_train_parser
 
     add_train_parser(sub)
+    from minibert_adapters.experiments import add_experiments_parser
+
+    add_experiments_parser(sub)
     return parser
 
 

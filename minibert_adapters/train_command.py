@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -42,12 +43,14 @@ from minibert_adapters.training import ADAPTER_NAME, MODES, TrainConfig, fine_tu
 
 # Options that define a run: on --resume they default to the saved values, and a different value is an error.
 RUN_DEFAULTS = {"task": "sst2-sentences", "mode": "adapter", "preset": "houlsby", "size": None, "top_k": 1,
-                "steps": 100, "lr": None, "batch_size": 32, "max_length": 128, "train_limit": None,
+                "steps": 100, "epochs": None, "lr": None, "batch_size": 32, "max_length": 128, "train_limit": None,
                 "eval_limit": None, "seed": 0, "model": None}
 # Options that only steer evaluation, saving and printing: on --resume they default to the saved values too,
 # but may be changed.
 STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10}
-DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5}
+# Run options added after runs were first saved, with the value those older runs used.
+ADDED_LATER = {"epochs": None}
+DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5, "head": 1e-3}
 
 TRAIN_EPILOG = """\
 output (--out DIR):
@@ -87,7 +90,10 @@ def add_train_parser(sub):
     p.add_argument("--preset", help="adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)")
     p.add_argument("--size", type=positive_int, help="adapter bottleneck size M (default: the preset's, 64)")
     p.add_argument("--top-k", type=positive_int, help="encoder layers trained in mode top-k (default 1)")
-    p.add_argument("--steps", type=positive_int, help="optimizer steps (default 100)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=positive_int, help="optimizer steps (default 100)")
+    length.add_argument("--epochs", type=positive_int,
+                        help="passes over the training data, the paper's unit: steps = N * ceil(train / batch size)")
     p.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-4 for adapter and layernorm, "
                                                       "3e-5 for full and top-k)")
     p.add_argument("--batch-size", type=positive_int, help="default 32")
@@ -99,8 +105,9 @@ def add_train_parser(sub):
     p.add_argument("--seed", type=non_negative_int,
                    help="adapter / head initialisation, data order, dropout (default 0)")
     p.add_argument("--model", help="Hugging Face folder; default: the embedded all-MiniLM-L6-v2")
-    p.add_argument("--eval-every", type=non_negative_int,
-                   help="evaluate on dev every N steps (default 0: only after the last step)")
+    p.add_argument("--eval-every", type=eval_every,
+                   help="evaluate on dev every N steps, or 'epoch' after every epoch (default 0: only after the last "
+                        "step)")
     p.add_argument("--save-every", type=non_negative_int,
                    help="also save last/ every N steps (default 25; 0: only at evaluations and the end)")
     p.add_argument("--log-every", type=positive_int, help="print a progress line every N steps "
@@ -114,6 +121,11 @@ def add_train_parser(sub):
     again.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     again.add_argument("--overwrite", action="store_true", help="discard the run saved in --out and start again")
     p.set_defaults(func=_cmd_train)
+
+
+def eval_every(text):
+    """--eval-every: a number of steps (0: only at the end), or "epoch" (after every pass over the data)."""
+    return "epoch" if text.strip().lower() == "epoch" else non_negative_int(text)
 
 
 def subsample(examples, n, seed):
@@ -213,6 +225,8 @@ def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
         if not history_file.is_file():
             raise FileNotFoundError(f"{history_file} not found: there is no run in {out} to resume")
         saved = read_json(history_file, "run history")
+        if isinstance(saved.get("settings"), dict):  # runs saved before these options existed had their defaults
+            saved["settings"] = {**ADDED_LATER, **saved["settings"]}
         if not isinstance(saved.get("settings"), dict) or set(RUN_DEFAULTS) - set(saved["settings"]):
             raise ValueError(f"{history_file}: damaged run history (no complete 'settings'); "
                              "use --overwrite to start the run again")
@@ -229,6 +243,8 @@ def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
                              "it or --overwrite to start again")
         settings = {k: RUN_DEFAULTS[k] if given[k] is None else given[k] for k in RUN_DEFAULTS}
         settings["lr"] = settings["lr"] or DEFAULT_LR[settings["mode"]]
+        if settings["epochs"] is not None:
+            settings["steps"] = None  # derived from the training set's size once it is read
         settings.update({k: v if getattr(args, k) is None else getattr(args, k) for k, v in STEERING_DEFAULTS.items()})
     return settings, saved
 
@@ -252,6 +268,15 @@ def _train(args, out: Path | None) -> int:
     check_max_length(s["max_length"], s["model"])
     train_ex = subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
     dev_ex = subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
+    per_epoch = math.ceil(len(train_ex) / s["batch_size"])
+    if s["epochs"] is not None:
+        derived = s["epochs"] * per_epoch
+        if s["steps"] is not None and s["steps"] != derived:  # a resumed run whose training data changed size
+            raise ValueError(f"--epochs {s['epochs']} now means {derived} steps, but the run was started with "
+                             f"{s['steps']} ({len(train_ex):,} training examples now): the data changed")
+        s["steps"] = derived
+        print(f"{s['epochs']} epochs of {len(train_ex):,} examples = {s['steps']} steps of {s['batch_size']} "
+              f"({per_epoch} per epoch)", flush=True)
     tok = Tokenizer.from_pretrained(s["model"])
     model, state, n_train, n_total = _build_model(s, task, out if saved is not None else None)
     print(f"{s['task']}: {len(train_ex):,} train / {len(dev_ex):,} dev examples; mode {s['mode']}"
@@ -271,7 +296,8 @@ def _train(args, out: Path | None) -> int:
     if out is not None:
         _start_run_folder(out, record, args.overwrite)
     config = TrainConfig(steps=s["steps"], lr=s["lr"], batch_size=s["batch_size"], max_length=s["max_length"],
-                         seed=s["seed"], metric=task.metric, eval_every=s["eval_every"], save_every=s["save_every"])
+                         seed=s["seed"], metric=task.metric, save_every=s["save_every"],
+                         eval_every=per_epoch if s["eval_every"] == "epoch" else s["eval_every"])
     stop = _Stop(args.time_limit)
     try:
         with stop.handling_signals():

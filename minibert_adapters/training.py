@@ -6,7 +6,8 @@ clipping at 1.0, batch 32, max length 128; learning rate about 3e-4 for adapters
 fine-tuning. docs/conventions.md compares this with the original code's optimizer.
 
 Modes: "adapter" (the adapter preset's policy), "full" (every parameter), "layernorm" (LayerNorms + head
-only), "top-k" (the top k encoder layers + pooler + head); each is an `adapters.policy.Policy`.
+only), "top-k" (the top k encoder layers + pooler + head), "head" (the classifier alone on the frozen
+encoder); each is an `adapters.policy.Policy`.
 
 Resuming: `fine_tune` can hand a trainer state (step, optimizer moments, schedule, dropout generators,
 history, best) to a `checkpoint` callback and continue from one (`state=`). The data order of epoch e is a
@@ -25,7 +26,7 @@ import numpy as np
 from adapters import AdapterConfig, Policy, add_adapter, apply_policy, train_adapter, weight_decay_groups
 from autograd import no_grad, optim
 
-MODES = ("adapter", "full", "layernorm", "top-k")
+MODES = ("adapter", "full", "layernorm", "top-k", "head")
 ADAPTER_NAME = "task"
 
 
@@ -35,7 +36,8 @@ def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = 
 
     adapter: adds adapter "task" (preset, bottleneck `size` if given) and trains what its policy trains
     (for "houlsby": the adapters, every LayerNorm and the head). full: everything. layernorm: every LayerNorm
-    and the head. top-k: encoder layers L-k .. L-1, the pooler and the head.
+    and the head. top-k: encoder layers L-k .. L-1, the pooler and the head. head: the classification layer
+    alone, on the frozen encoder and pooler (the paper's "frozen encoder" floor).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -48,6 +50,7 @@ def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = 
         raise ValueError(f"top_k must be an integer from 1 to {layers} (the model's layers), got {top_k!r}")
     policy = {"full": Policy(everything=True),
               "layernorm": Policy(layer_norms=True, head=True),
+              "head": Policy(head=True),
               "top-k": Policy(layers=frozenset(range(layers - top_k, layers)), pooler=True, head=True)}[mode]
     trainable = apply_policy(model, policy)
     model.train()
