@@ -39,17 +39,17 @@ from minibert_adapters.checkpoints import (
     write_json,
 )
 from minibert_adapters.data import TASKS, read_task
-from minibert_adapters.training import ADAPTER_NAME, MODES, TrainConfig, fine_tune, set_trainable
+from minibert_adapters.training import ADAPTER_NAME, MODES, OPTIMIZERS, TrainConfig, fine_tune, set_trainable
 
 # Options that define a run: on --resume they default to the saved values, and a different value is an error.
 RUN_DEFAULTS = {"task": "sst2-sentences", "mode": "adapter", "preset": "houlsby", "size": None, "top_k": 1,
                 "steps": 100, "epochs": None, "lr": None, "batch_size": 32, "max_length": 128, "train_limit": None,
-                "eval_limit": None, "seed": 0, "model": None}
+                "eval_limit": None, "seed": 0, "model": None, "init_std": None, "optimizer": "adamw"}
 # Options that only steer evaluation, saving and printing: on --resume they default to the saved values too,
 # but may be changed.
 STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10}
 # Run options added after runs were first saved, with the value those older runs used.
-ADDED_LATER = {"epochs": None}
+ADDED_LATER = {"epochs": None, "init_std": None, "optimizer": "adamw"}
 DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5, "head": 1e-3}
 
 TRAIN_EPILOG = """\
@@ -90,6 +90,13 @@ def add_train_parser(sub):
     p.add_argument("--preset", help="adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)")
     p.add_argument("--size", type=positive_int, help="adapter bottleneck size M (default: the preset's, 64)")
     p.add_argument("--top-k", type=positive_int, help="encoder layers trained in mode top-k (default 1)")
+    p.add_argument("--init-std", type=positive_float,
+                   help="std of the adapters' initial weights, over the preset's (houlsby: 1e-3; Houlsby2019 Fig. 6 "
+                        "sweeps 1e-7 .. 1); must be > 0: W_up = 0 is the preset houlsby-zero-init")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="adamw (default: torch-style AdamW, bias-corrected, linear decay from the peak) or "
+                        "adapter-bert (the original code: no bias correction, decay from step 0); "
+                        "docs/conventions.md §2")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, help="optimizer steps (default 100)")
     length.add_argument("--epochs", type=positive_int,
@@ -265,6 +272,8 @@ def _train(args, out: Path | None) -> int:
               f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
         return 0
     task = TASKS[s["task"]]
+    if s["init_std"] is not None and s["mode"] != "adapter":
+        raise ValueError(f"--init-std sets the adapters' initial weights; --mode {s['mode']} has no adapters")
     check_max_length(s["max_length"], s["model"])
     train_ex = subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
     dev_ex = subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
@@ -281,8 +290,9 @@ def _train(args, out: Path | None) -> int:
     model, state, n_train, n_total = _build_model(s, task, out if saved is not None else None)
     print(f"{s['task']}: {len(train_ex):,} train / {len(dev_ex):,} dev examples; mode {s['mode']}"
           f"{' (' + s['preset'] + ')' if s['mode'] == 'adapter' else ''}; {n_train:,} trainable parameters "
-          f"({100 * n_train / n_total:.2f}% of the {n_total:,} of the pretrained model); lr {s['lr']:g}; "
-          f"{s['steps']} steps of {s['batch_size']} (max length {s['max_length']}); metric {task.metric}", flush=True)
+          f"({100 * n_train / n_total:.2f}% of the {n_total:,} of the pretrained model); {s['optimizer']} "
+          f"lr {s['lr']:g}; {s['steps']} steps of {s['batch_size']} (max length {s['max_length']}); "
+          f"metric {task.metric}", flush=True)
     if state is not None:
         print(f"resuming {out} at step {state['step']}", flush=True)
     elif saved is not None:
@@ -296,7 +306,7 @@ def _train(args, out: Path | None) -> int:
     if out is not None:
         _start_run_folder(out, record, args.overwrite)
     config = TrainConfig(steps=s["steps"], lr=s["lr"], batch_size=s["batch_size"], max_length=s["max_length"],
-                         seed=s["seed"], metric=task.metric, save_every=s["save_every"],
+                         seed=s["seed"], metric=task.metric, save_every=s["save_every"], optimizer=s["optimizer"],
                          eval_every=per_epoch if s["eval_every"] == "epoch" else s["eval_every"])
     stop = _Stop(args.time_limit)
     try:
@@ -321,7 +331,7 @@ def _build_model(s: dict, task, resume_from: Path | None):
     last = existing_dir(resume_from / "last") if resume_from is not None else None
     source = last if last is not None and s["mode"] != "adapter" else s["model"]
     model = BertForSequenceClassification.from_pretrained(source, num_labels=task.num_labels, seed=s["seed"])
-    trainable = set(set_trainable(model, s["mode"], s["preset"], s["size"], s["top_k"], s["seed"]))
+    trainable = set(set_trainable(model, s["mode"], s["preset"], s["size"], s["top_k"], s["seed"], s["init_std"]))
     state = None
     if last is not None:
         if s["mode"] == "adapter":
