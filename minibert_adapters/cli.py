@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     from minibert_adapters.experiments import add_experiments_parser
 
     add_experiments_parser(sub)
+    from minibert_adapters.evaluate_command import add_evaluate_parsers
+
+    add_evaluate_parsers(sub)
     return parser
 
 
