@@ -249,7 +249,24 @@ def add_experiments_parser(sub):
     r.add_argument("--seed", type=non_negative_int, action="append", help="only this seed (repeatable)")
     r.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
     r.set_defaults(func=_cmd_run)
+    r = what.add_parser("report", help="write RESULTS.md and the figures from the runs that exist",
+                        description="Table (best lr per method on dev, mean ± s.e.m. over seeds), every run, the "
+                                    "runs still to do, and the figures (with matplotlib).", epilog=EXIT_CODES)
+    r.add_argument("--out", required=True, help="the results folder given to `experiments run`")
+    r.add_argument("--no-figures", action="store_true", help="only RESULTS.md and results.json")
+    r.set_defaults(func=_cmd_report)
 
 
 def _cmd_run(args) -> int:
     return run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed)
+
+
+def _cmd_report(args) -> int:
+    from minibert_adapters.report import write_report
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise FileNotFoundError(f"--out {out}: no such results folder")
+    for path in write_report(out, figures=not args.no_figures):
+        print(f"wrote {path}")
+    return 0

@@ -300,7 +300,8 @@ def _train(args, out: Path | None) -> int:
     if out is None:
         print("not saving anything (give --out DIR to keep the trained weights)", flush=True)
 
-    record = {"settings": {**s, "n_train": len(train_ex), "n_dev": len(dev_ex), "trainable_parameters": n_train},
+    record = {"settings": {**s, "n_train": len(train_ex), "n_dev": len(dev_ex), "trainable_parameters": n_train,
+                           "pretrained_parameters": n_total},
               "status": "running", "step": state["step"] if state else 0, "best": state["best"] if state else None,
               "final": None, "history": state["history"] if state else []}
     if out is not None:
