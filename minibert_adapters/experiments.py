@@ -98,6 +98,8 @@ def load_grid(path) -> dict:
     for task in grid.get("task_settings", {}):
         if task not in grid["tasks"]:
             raise bad(f"task_settings names {task!r}, which is not in 'tasks'")
+    if not all(_positive(e, int) for e in grid["epochs"]):
+        raise bad("'epochs' must be positive integers")
     names = set()
     for m in grid["methods"]:
         if not isinstance(m, dict) or not {"name", "mode", "lrs"} <= set(m) or set(m) - METHOD_KEYS:
@@ -110,10 +112,9 @@ def load_grid(path) -> dict:
         lrs = m["lrs"]
         if not isinstance(lrs, list) or not lrs or not all(_positive(x, float) for x in lrs):
             raise bad(f"method {m['name']}: 'lrs' must be a non-empty list of positive numbers")
-        if not all(_positive(e, int) for e in m.get("epochs", grid["epochs"])):
-            raise bad(f"method {m['name']}: epochs must be positive integers")
-    if not all(_positive(e, int) for e in grid["epochs"]):
-        raise bad("'epochs' must be positive integers")
+        epochs = m.get("epochs", grid["epochs"])
+        if not isinstance(epochs, list) or not epochs or not all(_positive(e, int) for e in epochs):
+            raise bad(f"method {m['name']}: 'epochs' must be a non-empty list of positive integers")
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in grid["seeds"]):
         raise bad("'seeds' must be non-negative integers")
     return grid
