@@ -47,7 +47,10 @@ RUN_DEFAULTS = {"task": "sst2-sentences", "mode": "adapter", "preset": "houlsby"
                 "eval_limit": None, "seed": 0, "model": None, "init_std": None, "optimizer": "adamw"}
 # Options that only steer evaluation, saving and printing: on --resume they default to the saved values too,
 # but may be changed.
-STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10}
+# "data" is here so that --resume reads the same files without being told again (a run resumed on the
+# default data instead would silently train on other examples); it may change if the folder moved, and a
+# different number of examples is refused below.
+STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10, "data": None}
 # Run options added after runs were first saved, with the value those older runs used.
 ADDED_LATER = {"epochs": None, "init_std": None, "optimizer": "adamw"}
 DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5, "head": 1e-3}
@@ -121,7 +124,8 @@ def add_train_parser(sub):
                                                                      "(default 10; always the first and last)")
     p.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
                    help="stop (and save) after the first step that ends past this many seconds of training")
-    p.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
+    p.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data); --resume reuses "
+                                  "the run's")
     p.add_argument("--out", help="folder for the best / last adapter (or model) and history.json; "
                                  "without it nothing is saved")
     again = p.add_mutually_exclusive_group()
@@ -275,8 +279,15 @@ def _train(args, out: Path | None) -> int:
     if s["init_std"] is not None and s["mode"] != "adapter":
         raise ValueError(f"--init-std sets the adapters' initial weights; --mode {s['mode']} has no adapters")
     check_max_length(s["max_length"], s["model"])
-    train_ex = subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
-    dev_ex = subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
+    data = str(Path(s["data"]).resolve()) if s["data"] else None
+    s["data"] = data
+    train_ex = subsample(read_task(s["task"], "train", data), s["train_limit"], s["seed"])
+    dev_ex = subsample(read_task(s["task"], "dev", data), s["eval_limit"], 0)
+    if saved is not None:
+        was = (saved["settings"].get("n_train"), saved["settings"].get("n_dev"))
+        if None not in was and was != (len(train_ex), len(dev_ex)):
+            raise ValueError(f"the run trained on {was[0]:,} / evaluated on {was[1]:,} examples, the data now "
+                             f"read has {len(train_ex):,} / {len(dev_ex):,}: give --data the run's data folder")
     per_epoch = math.ceil(len(train_ex) / s["batch_size"])
     if s["epochs"] is not None:
         derived = s["epochs"] * per_epoch
