@@ -21,6 +21,7 @@ slices over several sessions.
 from __future__ import annotations
 
 import math
+import os
 import shlex
 import signal
 import subprocess
@@ -126,14 +127,15 @@ def _positive(value, kind) -> bool:
     return value > 0 and math.isfinite(value) and (kind is float or isinstance(value, int))
 
 
-def cells(grid: dict, tasks=None, methods=None, seeds=None) -> list:
-    """Every run of the grid (optionally only some tasks / methods / seeds), in the order they are started."""
+def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None) -> list:
+    """Every run of the grid (optionally only some tasks / methods / seeds, or each method's first `first_lrs`
+    learning rates), in the order they are started."""
     chosen = [m for m in grid["methods"] if not methods or m["name"] in methods]
     out = []
     for seed in grid["seeds"]:
         if seeds and seed not in seeds:
             continue
-        for rank in range(max(len(m["lrs"]) for m in grid["methods"])):
+        for rank in range(min(max(len(m["lrs"]) for m in grid["methods"]), first_lrs or math.inf)):
             for task in grid["tasks"]:
                 if tasks and task not in tasks:
                     continue
@@ -169,11 +171,18 @@ class _Forward:
             self.child.send_signal(signum)
 
 
-def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=None, seeds=None,
-             python=sys.executable) -> int:
-    """Run (or resume) every cell not yet complete, until done or `time_limit` seconds have passed."""
+def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=None, seeds=None, first_lrs=None,
+             threads=None, python=sys.executable) -> int:
+    """Run (or resume) every cell not yet complete, until done or `time_limit` seconds have passed.
+
+    threads: BLAS / OpenMP threads of each run (default: the environment's). On a machine shared with other
+    work, OpenBLAS threads that wait for each other made a step 18 times slower here; 1 avoids that.
+    """
     grid, out = load_grid(grid_path), Path(out)
-    todo = cells(grid, tasks, methods, seeds)
+    todo = cells(grid, tasks, methods, seeds, first_lrs)
+    env = dict(os.environ)
+    if threads is not None:
+        env.update({k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     if not todo:
         raise ValueError("no run of the grid matches the --task / --method / --seed filters")
     out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +207,7 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
             extra += ["--data", str(data)] if data else []
             extra += ["--time-limit", f"{max(1.0, left - 30):.0f}"] if left is not None else []
             print(f"[{i + 1}/{len(todo)}] {'resuming' if status == 'stopped' else 'starting'} {folder}", flush=True)
-            code = _run_child([python, "-m", "minibert_adapters", "train", *args, *extra], folder / LOG, forward)
+            code = _run_child([python, "-m", "minibert_adapters", "train", *args, *extra], folder / LOG, forward, env)
             if code not in (0, 130):
                 failed += 1
                 print(f"  {folder}: minibert train exited {code}; see {folder / LOG}", flush=True)
@@ -213,14 +222,14 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     return 130 if forward.stop and left else 0
 
 
-def _run_child(argv, log: Path, forward: _Forward) -> int:
+def _run_child(argv, log: Path, forward: _Forward, env: dict) -> int:
     """Run `argv`, echoing its output and appending it to `log`; its exit status."""
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ {shlex.join(argv)}\n")
         f.flush()
         # Its own process group: a Ctrl-C at the terminal reaches it only through _Forward, exactly once.
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 start_new_session=True)
+                                 start_new_session=True, env=env)
         forward.child = child
         for line in child.stdout:
             sys.stdout.write(line)
@@ -233,7 +242,7 @@ def _run_child(argv, log: Path, forward: _Forward) -> int:
 
 
 def add_experiments_parser(sub):
-    from minibert_adapters.arguments import EXIT_CODES, non_negative_int, positive_float
+    from minibert_adapters.arguments import EXIT_CODES, non_negative_int, positive_float, positive_int
 
     p = sub.add_parser("experiments", help="run a grid of fine-tuning runs (resumable) and report it",
                        description=__doc__.split("\n\n")[0], epilog=EXIT_CODES)
@@ -248,6 +257,10 @@ def add_experiments_parser(sub):
     r.add_argument("--task", action="append", help="only this task (repeatable)")
     r.add_argument("--method", action="append", help="only this method name (repeatable)")
     r.add_argument("--seed", type=non_negative_int, action="append", help="only this seed (repeatable)")
+    r.add_argument("--first-lrs", type=positive_int, metavar="K",
+                   help="only each method's first K learning rates (the grid lists the expected best first)")
+    r.add_argument("--threads", type=positive_int,
+                   help="BLAS threads per run (default: the environment's); 1 is much faster on a busy machine")
     r.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
     r.set_defaults(func=_cmd_run)
     r = what.add_parser("report", help="write RESULTS.md and the figures from the runs that exist",
@@ -259,7 +272,8 @@ def add_experiments_parser(sub):
 
 
 def _cmd_run(args) -> int:
-    return run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed)
+    return run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed,
+                    args.first_lrs, args.threads)
 
 
 def _cmd_report(args) -> int:

@@ -32,6 +32,7 @@ def test_runs_come_seed_first_then_each_methods_preferred_lr():
                          (0, "rte", "full", 1e-4), (0, "sst2", "adapter-8", 3e-4), (0, "rte", "adapter-8", 3e-4)]
     assert len(order) == 2 * 2 * 3 and order[6][0] == 1
     assert [c.task for c in cells(GRID, tasks=["rte"], methods=["full"], seeds=[1])] == ["rte"]
+    assert {c.lr for c in cells(GRID, first_lrs=1)} == {1e-3, 1e-4} and len(cells(GRID, first_lrs=1)) == 8
 
 
 def test_a_cell_becomes_the_exact_train_command(tmp_path):
@@ -69,7 +70,7 @@ from pathlib import Path
 args = sys.argv[sys.argv.index("train") + 1:]
 out = Path(args[args.index("--out") + 1])
 with open(os.environ["FAKE_LOG"], "a") as f:
-    f.write(json.dumps(args) + "\\n")
+    f.write(json.dumps(args + ["threads=" + os.environ.get("OPENBLAS_NUM_THREADS", "")]) + "\\n")
 if out.name == os.environ.get("FAKE_FAIL"):
     print("minibert train: error: something", file=sys.stderr)
     sys.exit(2)
@@ -112,9 +113,9 @@ def test_the_runner_resumes_a_stopped_run_and_passes_data_and_time_limit(tmp_pat
     assert run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "stopped"
     monkeypatch.setenv("FAKE_STATUS", "complete")
     assert run_grid(grid_file(tmp_path), out, time_limit=3600, data="/data", python=python, seeds=[0],
-                    tasks=["sst2"], methods=["full"]) == 0
+                    tasks=["sst2"], methods=["full"], threads=1) == 0
     last = calls()[-1]
-    assert "--resume" in last and last[last.index("--data") + 1] == "/data"
+    assert "--resume" in last and last[last.index("--data") + 1] == "/data" and last[-1] == "threads=1"
     assert 3000 < float(last[last.index("--time-limit") + 1]) < 3600  # what is left, less a margin to save
 
 
