@@ -1,5 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW, adapter-bert's AdamWeightDecay), gradient clipping and the linear warmup /
-decay schedule (in both the transformers and the adapter-bert variant).
+"""Optimizers (SGD, Adam, AdamW, BERT's original AdamWeightDecay), gradient clipping and the linear warmup /
+decay schedule (in both the transformers and the original TensorFlow BERT variant).
 
 Parameters are given as a list, or as parameter groups: a list of dicts `{"params": [...], **options}`
 whose options override the defaults (e.g. `weight_decay=0.0` for LayerNorm weights and biases).
@@ -140,7 +140,8 @@ class AdamW(Adam):
 
 
 class AdamWeightDecay(Optimizer):
-    """adapter-bert's (and BERT's) AdamWeightDecayOptimizer: Adam without bias correction, decay in the update.
+    """AdamWeightDecayOptimizer of BERT's original TensorFlow code (google-research/bert optimization.py, kept
+    as is by the code of later papers built on it): Adam without bias correction, decay in the update.
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
     u <- m / (sqrt(v) + eps) + weight_decay * p          (the decay term only where weight_decay != 0)
@@ -198,7 +199,7 @@ def linear_warmup_decay(step: int, total: int, warmup_fraction: float = 0.1, dec
 
     decay_from_start=False (transformers' get_linear_schedule_with_warmup): W = int(fraction T);
         t / max(1, W) for t < W, then max(0, (T - t) / max(1, T - W))   (1 right after warm-up).
-    decay_from_start=True (adapter-bert / BERT's TF code, a polynomial decay from step 0 that warm-up
+    decay_from_start=True (BERT's original TF code, a polynomial decay from step 0 that warm-up
         overrides): t / W for W > 0 and t < W, then 1 - min(t, T) / T   (0.9 right after a 10% warm-up).
     """
     if total <= 0:
