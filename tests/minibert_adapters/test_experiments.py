@@ -179,7 +179,7 @@ def test_the_report_writes_the_table_every_run_and_what_is_missing(tmp_path):
     written = write_report(tmp_path, figures=False)
     text = (tmp_path / "RESULTS.md").read_text()
     assert written[0] == tmp_path / "RESULTS.md"
-    assert "**Partial:** 3 complete runs, 1 stopped" in text
+    assert "**Partial:** 3 complete runs, 1 not complete" in text
     row = "| adapter-8 | 1,000 | 1.00% | 82.0 ± 2.0 (2) | 2 | 0.001 | 1 | 30 | `minibert train --lr 0.001 --seed 0` |"
     assert row in text
     assert "## cola" in text and "dev MCC" in text and "| full | 1,000 | 1.00% | 50.0 (1) |" in text
