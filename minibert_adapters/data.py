@@ -144,7 +144,8 @@ def read_task_file(task: str, path) -> list:
 
 # --- Files in other layouts (minibert evaluate / predict): a header names the columns ---------------------
 
-FORMATS = ("tsv", "csv", "jsonl")
+FORMATS = ("tsv", "csv", "jsonl", "glue")  # glue: a task's original file (CoLA has no header; SST-2 sentences
+                                          # is "<label> <sentence>"), read by read_task_file
 # GLUE's column names, tried in this order when no column is given: (text, text pair).
 DEFAULT_COLUMNS = (("sentence1", "sentence2"), ("question", "sentence"), ("sentence", None))
 
@@ -159,7 +160,8 @@ def table_format(path, fmt=None) -> str:
     by_suffix = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
     if suffix not in by_suffix:
         raise ValueError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-                         f"name it .tsv, .csv or .jsonl, or give the format ({', '.join(FORMATS)})")
+                         f"name it .tsv, .csv or .jsonl, or give the format ({', '.join(FORMATS)}; glue for a "
+                         "task's original file)")
     return by_suffix[suffix]
 
 
@@ -222,6 +224,11 @@ def read_table(path, fmt=None, text_column=None, text_pair_column=None, label_co
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if fmt == "glue":
+        if task is None:
+            raise ValueError(f"{path}: the glue format needs the task (its files differ)")
+        examples = read_task_file(task, path)
+        return examples if need_labels else [Example(e.text_a, e.text_b, -1) for e in examples]
     fmt = table_format(path, fmt)
     examples, columns = [], None
     for line_no, record in _records(path, fmt):
@@ -254,4 +261,5 @@ def _choose_columns(path, have: set, text_column, text_pair_column) -> tuple:
         if a in have and (b is None or b in have):
             return a, b
     raise ValueError(f"{path}: none of GLUE's text columns (sentence; sentence1 + sentence2; question + sentence) "
-                     f"among {sorted(have)}; name the text column")
+                     f"among {sorted(have)}; name the text column, or for a task's original GLUE file (CoLA, "
+                     "SST-2 sentences: no header) give the glue format")

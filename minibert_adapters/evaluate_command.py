@@ -156,7 +156,8 @@ def _cmd_ablate(args) -> int:
 def _inputs(p, data_required: bool):
     if data_required:
         p.add_argument("--data", required=True, help="a TSV / CSV file with a header, or JSON lines")
-    p.add_argument("--format", choices=FORMATS, help="the file's format (default: from its extension)")
+    p.add_argument("--format", choices=FORMATS, help="the file's format (default: from its extension); glue: the "
+                                                     "task's original GLUE file, e.g. CoLA's dev.tsv (no header)")
     p.add_argument("--text-column", help="default: GLUE's names (sentence1 + sentence2, question + sentence, "
                                          "sentence), the first pair the file has")
     p.add_argument("--text-pair-column", help="the second text of a pair task")
