@@ -74,3 +74,14 @@ def test_a_file_that_is_not_utf8_or_missing_is_named(tmp_path):
         read_table(path)
     with pytest.raises(FileNotFoundError, match="nothing.tsv not found"):
         read_table(tmp_path / "nothing.tsv")
+
+
+def test_the_glue_format_reads_a_tasks_original_file_and_needs_the_task():
+    cola = GLUE_SLICES / "CoLA" / "dev.tsv"  # no header: source, label, mark, sentence
+    assert read_table(cola, "glue", task="cola") == read_task("cola", "dev", GLUE_SLICES)
+    unlabelled = read_table(cola, "glue", task="cola", need_labels=False)
+    assert {e.label for e in unlabelled} == {-1} and len(unlabelled) == 100
+    with pytest.raises(ValueError, match="the glue format needs the task"):
+        read_table(cola, "glue")
+    with pytest.raises(ValueError, match="give the glue format"):
+        read_table(cola)
