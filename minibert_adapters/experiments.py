@@ -148,7 +148,8 @@ def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None) -> l
 
 
 def run_status(folder: Path) -> str:
-    """"complete", "stopped" (or interrupted while running: resumable) or "new"."""
+    """"complete", "stopped" (or interrupted while running: resumable), "new", or "damaged" (an unreadable
+    history.json, which the runner leaves alone for a person to look at)."""
     history = folder / HISTORY
     if not history.is_file():
         return "new"
@@ -200,10 +201,14 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
             left = None if time_limit is None else time_limit - (time.monotonic() - start)
             if forward.stop or (left is not None and left < MIN_SECONDS):
                 break
+            if status == "damaged":
+                failed += 1
+                print(f"  {folder}: unreadable {HISTORY}; skipped (look at it, or delete the folder to rerun)")
+                continue
             args = cell.train_args(out)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / COMMAND).write_text("minibert train " + shlex.join(args) + "\n", encoding="utf-8")
-            extra = ["--resume"] if status == "stopped" else ["--overwrite"] if status == "damaged" else []
+            extra = ["--resume"] if status == "stopped" else []
             extra += ["--data", str(data)] if data else []
             extra += ["--time-limit", f"{max(1.0, left - 30):.0f}"] if left is not None else []
             print(f"[{i + 1}/{len(todo)}] {'resuming' if status == 'stopped' else 'starting'} {folder}", flush=True)

@@ -126,10 +126,14 @@ def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_
     assert run_grid(grid_file(tmp_path), out, time_limit=1, python=python) == 0
     assert calls() == [] and "0 of 12 runs complete, 12 to go" in capsys.readouterr().out
     monkeypatch.setenv("FAKE_FAIL", "lr0.001-ep2-seed0")
+    damaged = out / "runs/rte/full/lr0.0001-ep2-seed0"
+    damaged.mkdir(parents=True)
+    (damaged / "history.json").write_text("{not json")
     run_grid(grid_file(tmp_path), out, python=python, seeds=[0])
     printed = capsys.readouterr().out
-    assert "exited 2" in printed and "2 failed" in printed
-    assert len(calls()) == 6 and run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "complete"
+    assert "exited 2" in printed and "3 failed" in printed and "unreadable history.json; skipped" in printed
+    assert len(calls()) == 5 and run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "complete"
+    assert (damaged / "history.json").read_text() == "{not json"  # left for a person to look at
 
 
 def test_the_experiments_command_refuses_a_missing_grid_with_exit_2(tmp_path, capsys):
