@@ -37,7 +37,11 @@ def save_adapter(model, name: str, directory) -> dict:
     bert = base_model(model)
     meta = {"format_version": FORMAT_VERSION, "name": name, "kind": kind_of(config).name, "config": config.to_dict(),
             "base_model": {"hidden_size": bert.config.hidden_size, "num_hidden_layers": bert.config.num_hidden_layers,
-                           "model_class": type(model).__name__},
+                           "model_class": type(model).__name__,
+                           # Which model to load the adapter onto: "all-MiniLM-L6-v2" (the embedded default) or
+                           # the folder it was loaded from; None for a model built in memory.
+                           "name_or_path": bert.config.extra.get("_name_or_path"),
+                           "num_labels": model.config.num_labels if model is not bert else None},
             "dtype": str(bert.dtype), "parameters": sorted(tensors)}
     write_safetensors(directory / WEIGHTS_NAME, tensors)
     write_atomically(directory / CONFIG_NAME, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))

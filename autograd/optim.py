@@ -1,4 +1,5 @@
-"""Optimizers (SGD, Adam, AdamW), gradient clipping and the linear warmup / decay schedule.
+"""Optimizers (SGD, Adam, AdamW, BERT's original AdamWeightDecay), gradient clipping and the linear warmup /
+decay schedule (in both the transformers and the original TensorFlow BERT variant).
 
 Parameters are given as a list, or as parameter groups: a list of dicts `{"params": [...], **options}`
 whose options override the defaults (e.g. `weight_decay=0.0` for LayerNorm weights and biases).
@@ -138,6 +139,37 @@ class AdamW(Adam):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
 
+class AdamWeightDecay(Optimizer):
+    """AdamWeightDecayOptimizer of BERT's original TensorFlow code (google-research/bert optimization.py, kept
+    as is by the code of later papers built on it): Adam without bias correction, decay in the update.
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2
+    u <- m / (sqrt(v) + eps) + weight_decay * p          (the decay term only where weight_decay != 0)
+    p <- p - lr * u
+    Without bias correction the early steps are up to ~6.6x larger than AdamW's at the same lr
+    (docs/conventions.md §2 works out by how much). "step" counts updates, as Adam's state does, so
+    checkpoints look the same.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01):
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+    def _update(self, group, p, g, state):
+        lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        if not state:
+            state.update(step=0, exp_avg=np.zeros_like(p.data), exp_avg_sq=np.zeros_like(p.data))
+        state["step"] += 1
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        update = m / (np.sqrt(v) + eps)
+        if wd:
+            update = update + wd * p.data
+        p.data -= lr * update
+
+
 def clip_grad_norm_(params, max_norm: float) -> float:
     """Scale all gradients by max_norm / (norm + 1e-6) when their global L2 norm exceeds max_norm.
 
@@ -161,29 +193,37 @@ def zero_grad(params):
         p.grad = None
 
 
-def linear_warmup_decay(step: int, total: int, warmup_fraction: float = 0.1) -> float:
+def linear_warmup_decay(step: int, total: int, warmup_fraction: float = 0.1, decay_from_start: bool = False) -> float:
     """Learning-rate multiplier: 0 -> 1 linearly over the first warmup_fraction of `total` steps, then
-    linearly back to 0 at step `total` (BERT's schedule; transformers' get_linear_schedule_with_warmup).
+    linearly back to 0 at step `total`.
+
+    decay_from_start=False (transformers' get_linear_schedule_with_warmup): W = int(fraction T);
+        t / max(1, W) for t < W, then max(0, (T - t) / max(1, T - W))   (1 right after warm-up).
+    decay_from_start=True (BERT's original TF code, a polynomial decay from step 0 that warm-up
+        overrides): t / W for W > 0 and t < W, then 1 - min(t, T) / T   (0.9 right after a 10% warm-up).
     """
     if total <= 0:
         raise ValueError(f"total steps must be positive, got {total}")
     warmup = int(total * warmup_fraction)
+    if decay_from_start:
+        return step / warmup if warmup and step < warmup else 1.0 - min(step, total) / total
     if step < warmup:
         return step / max(1, warmup)
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
 class LinearWarmupDecay:
-    """Sets each group's lr to base_lr * linear_warmup_decay(step, total) on every `step()`."""
+    """Sets each group's lr to base_lr * linear_warmup_decay(step, total, ...) on every `step()`."""
 
-    def __init__(self, optimizer: Optimizer, total: int, warmup_fraction: float = 0.1):
+    def __init__(self, optimizer: Optimizer, total: int, warmup_fraction: float = 0.1, decay_from_start=False):
         self.optimizer, self.total, self.warmup_fraction = optimizer, total, warmup_fraction
+        self.decay_from_start = decay_from_start
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.last_step = 0
         self._apply()
 
     def _apply(self):
-        factor = linear_warmup_decay(self.last_step, self.total, self.warmup_fraction)
+        factor = linear_warmup_decay(self.last_step, self.total, self.warmup_fraction, self.decay_from_start)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
 

@@ -37,11 +37,12 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_dir(path=None) -> Path:
-    """The model folder to load from: None -> the embedded default; otherwise `path`, an existing directory.
+    """The model folder to load from: None or the name "all-MiniLM-L6-v2" (when no folder of that name exists)
+    -> the embedded default; otherwise `path`, an existing directory.
 
     Only checks that the directory exists; each loader checks for the files it needs and names them.
     """
-    if path is None:
+    if path is None or (str(path) == DEFAULT_MODEL and not Path(path).exists()):
         return default_model_dir()
     folder = Path(path).expanduser()
     if folder.is_dir():
@@ -51,3 +52,16 @@ def resolve_model_dir(path=None) -> Path:
     raise ModelNotFoundError(f"model path {str(path)!r} does not exist; expected {EXPECTED}. minibert never "
                              "downloads: save the model to a local folder, or omit the path for the "
                              f"embedded {DEFAULT_MODEL}")
+
+
+def model_source(path=None) -> str:
+    """What a loaded model records as its origin (config `_name_or_path`, as transformers does): the name
+    "all-MiniLM-L6-v2" for the embedded default, otherwise the absolute path of the folder it came from.
+    Either one given back to `resolve_model_dir` finds the same model again."""
+    folder = resolve_model_dir(path).resolve()
+    try:
+        if folder == default_model_dir().resolve():
+            return DEFAULT_MODEL
+    except ModelNotFoundError:
+        pass
+    return str(folder)

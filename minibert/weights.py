@@ -18,7 +18,7 @@ import numpy as np
 
 from autograd.nn import StateDictError, check_state
 from minibert.config import BertConfig
-from minibert.pretrained import resolve_model_dir
+from minibert.pretrained import model_source, resolve_model_dir
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -122,6 +122,7 @@ def load_pretrained(cls, path=None, dtype=np.float32, **kwargs):
     if num_labels is not None:
         config.num_labels = num_labels
         config.validate()
+    config.extra["_name_or_path"] = model_source(folder)  # where it came from, as transformers records it
     model = cls(config, dtype=dtype, seed=seed)
     mapped = match_checkpoint(model, read_safetensors(weights), optional_prefixes=("classifier.",))
     model.load_state_dict(mapped, strict=False)

@@ -143,9 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     from minibert_adapters.crosscheck_command import add_crosscheck_parser
+    from minibert_adapters.evaluate_command import add_evaluate_parsers
+    from minibert_adapters.experiments import add_experiments_parser
     from minibert_adapters.train_command import add_train_parser
 
     add_train_parser(sub)
+    add_evaluate_parsers(sub)
+    add_experiments_parser(sub)
     add_crosscheck_parser(sub)
     return parser
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +30,18 @@ class Task:
     files: dict          # split -> file name
     num_labels: int
     metric: str          # "accuracy" or "matthews" (CoLA, as GLUE and Houlsby2019 report)
+    label_names: tuple = ()  # the name of label 0, 1, ... (string labels in other files map through it)
 
 
+SENTIMENT = ("negative", "positive")
 TASKS = {
-    "sst2": Task("sst2", "SST-2", {"train": "train.tsv", "dev": "dev.tsv"}, 2, "accuracy"),
-    "cola": Task("cola", "CoLA", {"train": "train.tsv", "dev": "dev.tsv"}, 2, "matthews"),
-    "rte": Task("rte", "RTE", {"train": "train.tsv", "dev": "dev.tsv"}, 2, "accuracy"),
+    "sst2": Task("sst2", "SST-2", {"train": "train.tsv", "dev": "dev.tsv"}, 2, "accuracy", SENTIMENT),
+    "cola": Task("cola", "CoLA", {"train": "train.tsv", "dev": "dev.tsv"}, 2, "matthews",
+                 ("unacceptable", "acceptable")),
+    "rte": Task("rte", "RTE", {"train": "train.tsv", "dev": "dev.tsv"}, 2, "accuracy",
+                ("entailment", "not_entailment")),
     "sst2-sentences": Task("sst2-sentences", "SST-2-sentences",
-                           {"train": "stsa.binary.train", "dev": "stsa.binary.dev"}, 2, "accuracy"),
+                           {"train": "stsa.binary.train", "dev": "stsa.binary.dev"}, 2, "accuracy", SENTIMENT),
 }
 RTE_LABELS = {"entailment": 0, "not_entailment": 1}
 
@@ -109,6 +114,16 @@ def read_task(task: str, split: str, data_dir=None) -> list:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; set MINIBERT_DATA (or --data) to the folder holding "
                                 f"{TASKS[task].folder}/ (the README's Data section says where GLUE comes from)")
+    return read_task_file(task, path)
+
+
+def read_task_file(task: str, path) -> list:
+    """The examples of one file in `task`'s original GLUE format (see read_task)."""
+    path = Path(path)
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
     if task == "sst2":
         # PTB-tokenised sentences end with a space before the tab: strip it.
         return [_example(path, i, r[0].strip(), None, r[1], BINARY)
@@ -125,3 +140,126 @@ def read_task(task: str, split: str, data_dir=None) -> list:
             label, _, text = line.rstrip("\n").partition(" ")
             examples.append(_example(path, line_no, text.strip(), None, label, BINARY))
     return examples
+
+
+# --- Files in other layouts (minibert evaluate / predict): a header names the columns ---------------------
+
+FORMATS = ("tsv", "csv", "jsonl", "glue")  # glue: a task's original file (CoLA has no header; SST-2 sentences
+                                          # is "<label> <sentence>"), read by read_task_file
+# GLUE's column names, tried in this order when no column is given: (text, text pair).
+DEFAULT_COLUMNS = (("sentence1", "sentence2"), ("question", "sentence"), ("sentence", None))
+
+
+def table_format(path, fmt=None) -> str:
+    """The format of `path`: `fmt` if given, else from the extension (.tsv, .csv, .jsonl / .json)."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    by_suffix = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+    if suffix not in by_suffix:
+        raise ValueError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
+                         f"name it .tsv, .csv or .jsonl, or give the format ({', '.join(FORMATS)}; glue for a "
+                         "task's original file)")
+    return by_suffix[suffix]
+
+
+def _records(path: Path, fmt: str):
+    """(line number, {column: text}) of a TSV / CSV file with a header, or of a JSON-lines file."""
+    text = read_text(path)
+    if fmt == "jsonl":
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: not a JSON object: {e.msg}") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}:{line_no}: not a JSON object")
+            yield line_no, record
+        return
+    # GLUE's TSV files are not quoted (a '"' is part of the text); CSV files are.
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    with io.StringIO(text, newline="") as f:
+        rows = csv.reader(f, **options)
+        header = next(rows, None)
+        if not header:
+            raise ValueError(f"{path}: empty file (expected a header row naming the columns)")
+        for line_no, row in enumerate(rows, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}:{line_no}: {len(row)} fields, but the header has {len(header)}")
+            yield line_no, dict(zip(header, row))
+
+
+def _label(path, line_no, value, task) -> int:
+    """An integer label: an int (or its text), or a name in the task's label list."""
+    names = TASKS[task].label_names if task else ()
+    n = TASKS[task].num_labels if task else None
+    if isinstance(value, bool) or value is None:
+        value = str(value)
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        label = int(value)
+        if label < 0 or (n is not None and label >= n):
+            raise ValueError(f"{path}:{line_no}: label {value!r} is not a class index from 0 to {(n or 2) - 1}")
+        return label
+    if isinstance(value, str) and value.strip() in names:
+        return names.index(value.strip())
+    choices = f"one of {list(names)} or an index" if names else "an integer class index (or give the task)"
+    raise ValueError(f"{path}:{line_no}: label {value!r} is not {choices}")
+
+
+def read_table(path, fmt=None, text_column=None, text_pair_column=None, label_column="label",
+               task=None, need_labels=True) -> list:
+    """Examples from a TSV / CSV file with a header row, or a JSON-lines file (one object per line).
+
+    Columns: `text_column` (and `text_pair_column` for pairs); when not given, GLUE's names, the first that
+    the file has of sentence1/sentence2, question/sentence, sentence. Labels from `label_column`: integers,
+    or names in `task`'s label list (RTE's entailment / not_entailment). need_labels=False (prediction)
+    ignores labels and gives -1. Every problem is a ValueError naming the file (and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    if fmt == "glue":
+        if task is None:
+            raise ValueError(f"{path}: the glue format needs the task (its files differ)")
+        examples = read_task_file(task, path)
+        return examples if need_labels else [Example(e.text_a, e.text_b, -1) for e in examples]
+    fmt = table_format(path, fmt)
+    examples, columns = [], None
+    for line_no, record in _records(path, fmt):
+        if columns is None:
+            columns = _choose_columns(path, set(record), text_column, text_pair_column)
+            if need_labels and label_column not in record:
+                raise ValueError(f"{path}: no label column {label_column!r} (columns: {sorted(record)}); "
+                                 "name it with the label column option")
+        a_col, b_col = columns
+        text_a, text_b = record.get(a_col), record.get(b_col) if b_col else None
+        for column, value in ((a_col, text_a), (b_col, text_b)):
+            if column and not (isinstance(value, str) and value.strip()):
+                raise ValueError(f"{path}:{line_no}: column {column!r} is missing, empty or not text")
+        label = _label(path, line_no, record.get(label_column), task) if need_labels else -1
+        examples.append(Example(text_a.strip(), text_b.strip() if text_b else None, label))
+    if not examples:
+        raise ValueError(f"{path}: no examples (only a header, or empty)")
+    return examples
+
+
+def _choose_columns(path, have: set, text_column, text_pair_column) -> tuple:
+    if text_column is not None:
+        missing = [c for c in (text_column, text_pair_column) if c is not None and c not in have]
+        if missing:
+            raise ValueError(f"{path}: no column {missing[0]!r} (columns: {sorted(have)})")
+        return text_column, text_pair_column
+    if text_pair_column is not None:
+        raise ValueError("a text pair column needs the text column too")
+    for a, b in DEFAULT_COLUMNS:
+        if a in have and (b is None or b in have):
+            return a, b
+    raise ValueError(f"{path}: none of GLUE's text columns (sentence; sentence1 + sentence2; question + sentence) "
+                     f"among {sorted(have)}; name the text column, or for a task's original GLUE file (CoLA, "
+                     "SST-2 sentences: no header) give the glue format")

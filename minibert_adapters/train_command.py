@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -38,16 +39,21 @@ from minibert_adapters.checkpoints import (
     write_json,
 )
 from minibert_adapters.data import TASKS, read_task
-from minibert_adapters.training import ADAPTER_NAME, MODES, TrainConfig, fine_tune, set_trainable
+from minibert_adapters.training import ADAPTER_NAME, MODES, OPTIMIZERS, TrainConfig, fine_tune, set_trainable
 
 # Options that define a run: on --resume they default to the saved values, and a different value is an error.
 RUN_DEFAULTS = {"task": "sst2-sentences", "mode": "adapter", "preset": "houlsby", "size": None, "top_k": 1,
-                "steps": 100, "lr": None, "batch_size": 32, "max_length": 128, "train_limit": None,
-                "eval_limit": None, "seed": 0, "model": None}
+                "steps": 100, "epochs": None, "lr": None, "batch_size": 32, "max_length": 128, "train_limit": None,
+                "eval_limit": None, "seed": 0, "model": None, "init_std": None, "optimizer": "adamw"}
 # Options that only steer evaluation, saving and printing: on --resume they default to the saved values too,
 # but may be changed.
-STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10}
-DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5}
+# "data" is here so that --resume reads the same files without being told again (a run resumed on the
+# default data instead would silently train on other examples); it may change if the folder moved, and a
+# different number of examples is refused below.
+STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10, "data": None}
+# Run options added after runs were first saved, with the value those older runs used.
+ADDED_LATER = {"epochs": None, "init_std": None, "optimizer": "adamw"}
+DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5, "head": 1e-3}
 
 TRAIN_EPILOG = """\
 output (--out DIR):
@@ -87,7 +93,17 @@ def add_train_parser(sub):
     p.add_argument("--preset", help="adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)")
     p.add_argument("--size", type=positive_int, help="adapter bottleneck size M (default: the preset's, 64)")
     p.add_argument("--top-k", type=positive_int, help="encoder layers trained in mode top-k (default 1)")
-    p.add_argument("--steps", type=positive_int, help="optimizer steps (default 100)")
+    p.add_argument("--init-std", type=positive_float,
+                   help="std of the adapters' initial weights, over the preset's (houlsby: 1e-3; Houlsby2019 Fig. 6 "
+                        "sweeps 1e-7 .. 1); must be > 0: W_up = 0 is the preset houlsby-zero-init")
+    p.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="adamw (default: torch-style AdamW, bias-corrected, linear decay from the peak) or "
+                        "adapter-bert (the original code: no bias correction, decay from step 0); "
+                        "docs/conventions.md §2")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=positive_int, help="optimizer steps (default 100)")
+    length.add_argument("--epochs", type=positive_int,
+                        help="passes over the training data, the paper's unit: steps = N * ceil(train / batch size)")
     p.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-4 for adapter and layernorm, "
                                                       "3e-5 for full and top-k)")
     p.add_argument("--batch-size", type=positive_int, help="default 32")
@@ -99,21 +115,28 @@ def add_train_parser(sub):
     p.add_argument("--seed", type=non_negative_int,
                    help="adapter / head initialisation, data order, dropout (default 0)")
     p.add_argument("--model", help="Hugging Face folder; default: the embedded all-MiniLM-L6-v2")
-    p.add_argument("--eval-every", type=non_negative_int,
-                   help="evaluate on dev every N steps (default 0: only after the last step)")
+    p.add_argument("--eval-every", type=eval_every,
+                   help="evaluate on dev every N steps, or 'epoch' after every epoch (default 0: only after the last "
+                        "step)")
     p.add_argument("--save-every", type=non_negative_int,
                    help="also save last/ every N steps (default 25; 0: only at evaluations and the end)")
     p.add_argument("--log-every", type=positive_int, help="print a progress line every N steps "
                                                                      "(default 10; always the first and last)")
     p.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
                    help="stop (and save) after the first step that ends past this many seconds of training")
-    p.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
+    p.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data); --resume reuses "
+                                  "the run's")
     p.add_argument("--out", help="folder for the best / last adapter (or model) and history.json; "
                                  "without it nothing is saved")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     again.add_argument("--overwrite", action="store_true", help="discard the run saved in --out and start again")
     p.set_defaults(func=_cmd_train)
+
+
+def eval_every(text):
+    """--eval-every: a number of steps (0: only at the end), or "epoch" (after every pass over the data)."""
+    return "epoch" if text.strip().lower() == "epoch" else non_negative_int(text)
 
 
 def subsample(examples, n, seed):
@@ -213,6 +236,8 @@ def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
         if not history_file.is_file():
             raise FileNotFoundError(f"{history_file} not found: there is no run in {out} to resume")
         saved = read_json(history_file, "run history")
+        if isinstance(saved.get("settings"), dict):  # runs saved before these options existed had their defaults
+            saved["settings"] = {**ADDED_LATER, **saved["settings"]}
         if not isinstance(saved.get("settings"), dict) or set(RUN_DEFAULTS) - set(saved["settings"]):
             raise ValueError(f"{history_file}: damaged run history (no complete 'settings'); "
                              "use --overwrite to start the run again")
@@ -229,6 +254,8 @@ def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
                              "it or --overwrite to start again")
         settings = {k: RUN_DEFAULTS[k] if given[k] is None else given[k] for k in RUN_DEFAULTS}
         settings["lr"] = settings["lr"] or DEFAULT_LR[settings["mode"]]
+        if settings["epochs"] is not None:
+            settings["steps"] = None  # derived from the training set's size once it is read
         settings.update({k: v if getattr(args, k) is None else getattr(args, k) for k, v in STEERING_DEFAULTS.items()})
     return settings, saved
 
@@ -249,15 +276,34 @@ def _train(args, out: Path | None) -> int:
               f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
         return 0
     task = TASKS[s["task"]]
+    if s["init_std"] is not None and s["mode"] != "adapter":
+        raise ValueError(f"--init-std sets the adapters' initial weights; --mode {s['mode']} has no adapters")
     check_max_length(s["max_length"], s["model"])
-    train_ex = subsample(read_task(s["task"], "train", args.data), s["train_limit"], s["seed"])
-    dev_ex = subsample(read_task(s["task"], "dev", args.data), s["eval_limit"], 0)
+    data = str(Path(s["data"]).resolve()) if s["data"] else None
+    s["data"] = data
+    train_ex = subsample(read_task(s["task"], "train", data), s["train_limit"], s["seed"])
+    dev_ex = subsample(read_task(s["task"], "dev", data), s["eval_limit"], 0)
+    if saved is not None:
+        was = (saved["settings"].get("n_train"), saved["settings"].get("n_dev"))
+        if None not in was and was != (len(train_ex), len(dev_ex)):
+            raise ValueError(f"the run trained on {was[0]:,} / evaluated on {was[1]:,} examples, the data now "
+                             f"read has {len(train_ex):,} / {len(dev_ex):,}: give --data the run's data folder")
+    per_epoch = math.ceil(len(train_ex) / s["batch_size"])
+    if s["epochs"] is not None:
+        derived = s["epochs"] * per_epoch
+        if s["steps"] is not None and s["steps"] != derived:  # a resumed run whose training data changed size
+            raise ValueError(f"--epochs {s['epochs']} now means {derived} steps, but the run was started with "
+                             f"{s['steps']} ({len(train_ex):,} training examples now): the data changed")
+        s["steps"] = derived
+        print(f"{s['epochs']} epochs of {len(train_ex):,} examples = {s['steps']} steps of {s['batch_size']} "
+              f"({per_epoch} per epoch)", flush=True)
     tok = Tokenizer.from_pretrained(s["model"])
     model, state, n_train, n_total = _build_model(s, task, out if saved is not None else None)
     print(f"{s['task']}: {len(train_ex):,} train / {len(dev_ex):,} dev examples; mode {s['mode']}"
           f"{' (' + s['preset'] + ')' if s['mode'] == 'adapter' else ''}; {n_train:,} trainable parameters "
-          f"({100 * n_train / n_total:.2f}% of the {n_total:,} of the pretrained model); lr {s['lr']:g}; "
-          f"{s['steps']} steps of {s['batch_size']} (max length {s['max_length']}); metric {task.metric}", flush=True)
+          f"({100 * n_train / n_total:.2f}% of the {n_total:,} of the pretrained model); {s['optimizer']} "
+          f"lr {s['lr']:g}; {s['steps']} steps of {s['batch_size']} (max length {s['max_length']}); "
+          f"metric {task.metric}", flush=True)
     if state is not None:
         print(f"resuming {out} at step {state['step']}", flush=True)
     elif saved is not None:
@@ -265,13 +311,15 @@ def _train(args, out: Path | None) -> int:
     if out is None:
         print("not saving anything (give --out DIR to keep the trained weights)", flush=True)
 
-    record = {"settings": {**s, "n_train": len(train_ex), "n_dev": len(dev_ex), "trainable_parameters": n_train},
+    record = {"settings": {**s, "n_train": len(train_ex), "n_dev": len(dev_ex), "trainable_parameters": n_train,
+                           "pretrained_parameters": n_total},
               "status": "running", "step": state["step"] if state else 0, "best": state["best"] if state else None,
               "final": None, "history": state["history"] if state else []}
     if out is not None:
         _start_run_folder(out, record, args.overwrite)
     config = TrainConfig(steps=s["steps"], lr=s["lr"], batch_size=s["batch_size"], max_length=s["max_length"],
-                         seed=s["seed"], metric=task.metric, eval_every=s["eval_every"], save_every=s["save_every"])
+                         seed=s["seed"], metric=task.metric, save_every=s["save_every"], optimizer=s["optimizer"],
+                         eval_every=per_epoch if s["eval_every"] == "epoch" else s["eval_every"])
     stop = _Stop(args.time_limit)
     try:
         with stop.handling_signals():
@@ -295,7 +343,7 @@ def _build_model(s: dict, task, resume_from: Path | None):
     last = existing_dir(resume_from / "last") if resume_from is not None else None
     source = last if last is not None and s["mode"] != "adapter" else s["model"]
     model = BertForSequenceClassification.from_pretrained(source, num_labels=task.num_labels, seed=s["seed"])
-    trainable = set(set_trainable(model, s["mode"], s["preset"], s["size"], s["top_k"], s["seed"]))
+    trainable = set(set_trainable(model, s["mode"], s["preset"], s["size"], s["top_k"], s["seed"], s["init_std"]))
     state = None
     if last is not None:
         if s["mode"] == "adapter":

@@ -3,10 +3,12 @@
 The protocol of Houlsby2019 §3.1 / Devlin2019: AdamW (weight decay 0.01, not on LayerNorms and biases:
 `adapters.policy.decays`), eps 1e-6, linear warmup over 10% of the steps then linear decay to 0, gradient
 clipping at 1.0, batch 32, max length 128; learning rate about 3e-4 for adapters and 3e-5 for full
-fine-tuning. docs/conventions.md compares this with the original code's optimizer.
+fine-tuning. optimizer="adapter-bert" runs the original code's variant instead (no bias correction, decay
+from step 0); docs/conventions.md §2 compares the two.
 
 Modes: "adapter" (the adapter preset's policy), "full" (every parameter), "layernorm" (LayerNorms + head
-only), "top-k" (the top k encoder layers + pooler + head); each is an `adapters.policy.Policy`.
+only), "top-k" (the top k encoder layers + pooler + head), "head" (the classifier alone on the frozen
+encoder); each is an `adapters.policy.Policy`.
 
 Resuming: `fine_tune` can hand a trainer state (step, optimizer moments, schedule, dropout generators,
 history, best) to a `checkpoint` callback and continue from one (`state=`). The data order of epoch e is a
@@ -24,23 +26,38 @@ import numpy as np
 
 from adapters import AdapterConfig, Policy, add_adapter, apply_policy, train_adapter, weight_decay_groups
 from autograd import no_grad, optim
+from minibert_adapters.metrics import matthews  # noqa: F401  (also importable from here, as before)
 
-MODES = ("adapter", "full", "layernorm", "top-k")
+MODES = ("adapter", "full", "layernorm", "top-k", "head")
+# docs/conventions.md §2: "adamw" is variant B (torch.optim.AdamW, bias-corrected, linear decay from the peak),
+# "adapter-bert" variant A (the original code: no bias correction, decay from step 0 that warm-up overrides).
+OPTIMIZERS = ("adamw", "adapter-bert")
 ADAPTER_NAME = "task"
 
 
 def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = None, top_k: int = 1,
-                  seed: int = 0) -> list:
+                  seed: int = 0, init_std: float | None = None) -> list:
     """Freeze / unfreeze `model` (a BertForSequenceClassification) for a training mode; returns trainable names.
 
     adapter: adds adapter "task" (preset, bottleneck `size` if given) and trains what its policy trains
     (for "houlsby": the adapters, every LayerNorm and the head). full: everything. layernorm: every LayerNorm
-    and the head. top-k: encoder layers L-k .. L-1, the pooler and the head.
+    and the head. top-k: encoder layers L-k .. L-1, the pooler and the head. head: the classification layer
+    alone, on the frozen encoder and pooler (the paper's "frozen encoder" floor).
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if init_std is not None and mode != "adapter":
+        raise ValueError(f"init_std sets the adapters' initial weights; mode {mode!r} has no adapters")
     if mode == "adapter":
         overrides = {"bottleneck_size": size} if size is not None else {}
+        if init_std is not None:
+            # 0 would be the zero init in disguise (and a normal draw of std 0): that is init="zeros".
+            if not (isinstance(init_std, (int, float)) and 0 < init_std < math.inf):
+                raise ValueError(f"init_std must be a finite number > 0, got {init_std!r} (for W_up = 0 use the "
+                                 "preset houlsby-zero-init)")
+            if AdapterConfig.from_preset(preset).init == "zeros":
+                raise ValueError(f"preset {preset!r} initialises W_up to zero: an init std does not apply")
+            overrides["init_std"] = init_std
         add_adapter(model, ADAPTER_NAME, AdapterConfig.from_preset(preset, **overrides), seed=seed)
         return train_adapter(model, ADAPTER_NAME)
     layers = model.config.num_hidden_layers
@@ -48,6 +65,7 @@ def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = 
         raise ValueError(f"top_k must be an integer from 1 to {layers} (the model's layers), got {top_k!r}")
     policy = {"full": Policy(everything=True),
               "layernorm": Policy(layer_norms=True, head=True),
+              "head": Policy(head=True),
               "top-k": Policy(layers=frozenset(range(layers - top_k, layers)), pooler=True, head=True)}[mode]
     trainable = apply_policy(model, policy)
     model.train()
@@ -67,6 +85,7 @@ class TrainConfig:
     clip: float = 1.0             # gradient-norm clipping (0: none)
     seed: int = 0                 # data order (dropout and init are seeded where the model is built)
     metric: str = "accuracy"      # the dev metric that picks the best step ("matthews" for CoLA)
+    optimizer: str = "adamw"      # "adamw" (torch-style, decay from the peak) or "adapter-bert" (its code's)
     eval_every: int = 0           # evaluate on dev every N steps (0: only after the last step)
     save_every: int = 0           # also hand a "last" checkpoint every N steps (0: only at evaluations and the end)
 
@@ -77,19 +96,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.metric not in ("accuracy", "matthews"):
             raise ValueError(f"metric must be 'accuracy' or 'matthews', got {self.metric!r}")
-
-
-def matthews(pred, gold) -> float:
-    """Matthews correlation for binary labels (0 when undefined, as sklearn)."""
-    pred, gold = np.asarray(pred), np.asarray(gold)
-    tp = float(np.sum((pred == 1) & (gold == 1)))
-    tn = float(np.sum((pred == 0) & (gold == 0)))
-    fp = float(np.sum((pred == 1) & (gold == 0)))
-    fn = float(np.sum((pred == 0) & (gold == 1)))
-    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-    return (tp * tn - fp * fn) / denom if denom else 0.0
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -107,20 +117,26 @@ def batches(examples, tok, batch_size, max_length, order=None):
         yield enc, np.array([e.label for e in chunk], dtype=np.int64)
 
 
+def predict_logits(model, tok, examples, batch_size=64, max_length=128) -> np.ndarray:
+    """The (N, num_labels) logits of `model` on `examples` (labels unused), in eval mode, without gradients."""
+    if not examples:
+        raise ValueError("no examples to predict")
+    was_training = model.training
+    model.eval()
+    chunks = []
+    with no_grad():
+        for enc, _ in batches(examples, tok, batch_size, max_length):
+            chunks.append(model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits.data)
+    model.train(was_training)
+    return np.concatenate(chunks)
+
+
 def evaluate(model, tok, examples, batch_size=64, max_length=128, metric="accuracy") -> dict:
     """Accuracy (and Matthews correlation with metric="matthews") of `model` on `examples`, in eval mode."""
     if not examples:
         raise ValueError("no examples to evaluate on")
-    was_training = model.training
-    model.eval()
-    preds, gold = [], []
-    with no_grad():
-        for enc, labels in batches(examples, tok, batch_size, max_length):
-            logits = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]).logits.data
-            preds.append(logits.argmax(-1))
-            gold.append(labels)
-    model.train(was_training)
-    pred, gold = np.concatenate(preds), np.concatenate(gold)
+    pred = predict_logits(model, tok, examples, batch_size, max_length).argmax(-1)
+    gold = np.array([e.label for e in examples])
     result = {"accuracy": float(np.mean(pred == gold)), "n": int(len(gold))}
     if metric == "matthews":
         result["matthews"] = matthews(pred, gold)
@@ -160,8 +176,9 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
     groups = weight_decay_groups(model, c.weight_decay)
     if not groups:
         raise ValueError("no parameter requires grad; call set_trainable first")
-    opt = optim.AdamW(groups, lr=c.lr, eps=1e-6, weight_decay=c.weight_decay)
-    schedule = optim.LinearWarmupDecay(opt, total=steps, warmup_fraction=c.warmup_fraction)
+    original = c.optimizer == "adapter-bert"
+    opt = (optim.AdamWeightDecay if original else optim.AdamW)(groups, lr=c.lr, eps=1e-6, weight_decay=c.weight_decay)
+    schedule = optim.LinearWarmupDecay(opt, total=steps, warmup_fraction=c.warmup_fraction, decay_from_start=original)
     params = [p for g in groups for p in g["params"]]
     generators = _generators(model)
     history, best, step, seconds_before = [], None, 0, 0.0

@@ -1,0 +1,206 @@
+"""`minibert evaluate`, `minibert predict` and `minibert ablate`: use a trained run on new data.
+
+--model takes a `minibert train` run folder (its best/ checkpoint), an adapter folder (adapter_config.json +
+adapter.safetensors, loaded onto the base model it names) or a full model folder (config.json +
+model.safetensors with a classification head).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minibert_adapters.arguments import EXIT_CODES, positive_int
+from minibert_adapters.checkpoints import HISTORY, existing_dir, read_json
+from minibert_adapters.data import FORMATS, TASKS, Example, read_table
+from minibert_adapters.metrics import classification_metrics
+from minibert_adapters.training import predict_logits
+
+
+@dataclass
+class Loaded:
+    model: object
+    tok: object
+    adapter: str | None   # the adapter's name (None for a full model)
+    folder: Path          # the folder the weights came from
+    task: str | None      # the run's task, when --model is a run folder
+    max_length: int | None
+
+
+def load_trained(path, base_model=None, checkpoint="best") -> Loaded:
+    """The model in a run folder (its best/ or last/), an adapter folder or a full model folder."""
+    from adapters import load_adapter
+    from adapters.io import CONFIG_NAME, WEIGHTS_NAME, read_adapter_meta
+    from minibert import BertForSequenceClassification, Tokenizer
+    from minibert.pretrained import DEFAULT_MODEL
+    from minibert.weights import read_safetensors
+
+    folder, task, max_length = Path(path), None, None
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--model {path}: no such folder")
+    if (folder / HISTORY).is_file():  # a run folder
+        settings = read_json(folder / HISTORY, "run history").get("settings") or {}
+        task, max_length = settings.get("task"), settings.get("max_length")
+        # The run's own record of its base model (None: the embedded default) holds for runs saved before
+        # adapter files named it.
+        base_model = base_model or settings.get("model") or DEFAULT_MODEL
+        inner = existing_dir(folder / checkpoint)
+        if inner is None:
+            raise FileNotFoundError(f"--model {path}: the run has no {checkpoint}/ checkpoint yet")
+        folder = inner
+    if (folder / CONFIG_NAME).is_file():
+        meta = read_adapter_meta(folder)
+        recorded = meta["base_model"].get("name_or_path")
+        base = base_model or recorded
+        if base is None:
+            raise ValueError(f"{folder / CONFIG_NAME} does not name its base model (saved before adapters recorded "
+                             "it); give --base-model (e.g. all-MiniLM-L6-v2)")
+        num_labels = meta["base_model"].get("num_labels")
+        if num_labels is None:  # older files: the head's weight says it
+            head = read_safetensors(folder / WEIGHTS_NAME).get("classifier.weight")
+            num_labels = head.shape[0] if head is not None else 2
+        model = BertForSequenceClassification.from_pretrained(base, num_labels=num_labels)
+        name = load_adapter(model, folder)
+        return Loaded(model, Tokenizer.from_pretrained(base), name, folder, task, max_length)
+    config_file, weights = folder / "config.json", folder / "model.safetensors"
+    if not (config_file.is_file() and weights.is_file()):
+        raise FileNotFoundError(f"--model {path}: neither a run folder (history.json), an adapter folder "
+                                f"({CONFIG_NAME}) nor a model folder (config.json + model.safetensors)")
+    if not any(k.startswith("classifier.") for k in read_safetensors(weights)):
+        raise ValueError(f"--model {path}: {weights} holds no classification head (classifier.*): a pretrained "
+                         "encoder, not a fine-tuned classifier")
+    origin = read_json(config_file, "model config").get("_name_or_path")  # before loading records this folder
+    tok_source = folder if any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt")) else \
+        base_model or origin
+    if tok_source is None:
+        raise ValueError(f"--model {path}: no tokenizer in the folder and no recorded origin; give --base-model")
+    model = BertForSequenceClassification.from_pretrained(folder)
+    return Loaded(model, Tokenizer.from_pretrained(tok_source), None, folder, task, max_length)
+
+
+def _read_inputs(args, loaded, need_labels) -> list:
+    task = args.task or loaded.task
+    return read_table(args.data if need_labels else args.file, args.format, args.text_column,
+                      args.text_pair_column, args.label_column, task=task, need_labels=need_labels)
+
+
+def _max_length(args, loaded) -> int:
+    max_length = args.max_length or loaded.max_length or 128
+    limit = loaded.model.config.max_position_embeddings
+    if max_length > limit:
+        raise ValueError(f"--max-length {max_length} exceeds the model's max_position_embeddings {limit}")
+    return max_length
+
+
+def _cmd_evaluate(args) -> int:
+    loaded = load_trained(args.model, args.base_model, args.checkpoint)
+    examples = _read_inputs(args, loaded, need_labels=True)
+    logits = predict_logits(loaded.model, loaded.tok, examples, max_length=_max_length(args, loaded))
+    result = classification_metrics(logits.argmax(-1), [e.label for e in examples], logits.shape[1])
+    if args.json:
+        print(json.dumps(result))
+    else:
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "n")
+        print(f"{args.data}: {shown}  (n={result['n']}; {loaded.folder})")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    loaded = load_trained(args.model, args.base_model, args.checkpoint)
+    if bool(args.text) == bool(args.file):
+        raise ValueError("give either TEXT... or --file FILE")
+    examples = [Example(t, None, -1) for t in args.text] if args.text else _read_inputs(args, loaded, False)
+    logits = predict_logits(loaded.model, loaded.tok, examples, max_length=_max_length(args, loaded))
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    probs = shifted / shifted.sum(-1, keepdims=True)
+    task = args.task or loaded.task
+    names = TASKS[task].label_names if task else ()
+    for e, p in zip(examples, probs):
+        label = int(p.argmax())
+        name = names[label] if label < len(names) else str(label)
+        text = e.text_a if e.text_b is None else [e.text_a, e.text_b]
+        if args.json:
+            print(json.dumps({"label": label, "label_name": name, "probabilities": [float(x) for x in p],
+                              "text": text}))
+        else:
+            print(f"{name}\t{p[label]:.4f}\t{json.dumps(text)}")
+    return 0
+
+
+def _cmd_ablate(args) -> int:
+    from minibert_adapters.ablation import ablate_spans, write_ablation
+
+    loaded = load_trained(args.model, args.base_model, args.checkpoint)
+    if loaded.adapter is None:
+        raise ValueError(f"--model {args.model}: a full model has no adapters to switch off")
+    examples = _read_inputs(args, loaded, need_labels=True)
+    metric = args.metric or (TASKS[args.task or loaded.task].metric if (args.task or loaded.task) else "accuracy")
+    metric = "mcc" if metric == "matthews" else metric
+    max_length = _max_length(args, loaded)
+
+    def score():
+        logits = predict_logits(loaded.model, loaded.tok, examples, max_length=max_length)
+        return classification_metrics(logits.argmax(-1), [e.label for e in examples], logits.shape[1])[metric]
+
+    result = ablate_spans(loaded.model, loaded.adapter, score, log=lambda line: print(line, flush=True))
+    result.update(metric=metric, n=len(examples), model=str(args.model), data=str(args.data))
+    written = write_ablation(result, Path(args.out))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _inputs(p, data_required: bool):
+    if data_required:
+        p.add_argument("--data", required=True, help="a TSV / CSV file with a header, or JSON lines")
+    p.add_argument("--format", choices=FORMATS, help="the file's format (default: from its extension); glue: the "
+                                                     "task's original GLUE file, e.g. CoLA's dev.tsv (no header)")
+    p.add_argument("--text-column", help="default: GLUE's names (sentence1 + sentence2, question + sentence, "
+                                         "sentence), the first pair the file has")
+    p.add_argument("--text-pair-column", help="the second text of a pair task")
+    p.add_argument("--label-column", default="label", help="default label; integers, or the task's label names")
+
+
+def _model_options(p):
+    p.add_argument("--model", required=True, help="a minibert train run folder, an adapter folder or a full "
+                                                  "model folder")
+    p.add_argument("--base-model", help="the model an adapter goes on (default: the one its adapter_config.json "
+                                        "names; needed for adapters saved without it)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="which checkpoint of a run folder (default best)")
+    p.add_argument("--task", choices=list(TASKS), help="label names and metric (default: the run's task)")
+    p.add_argument("--max-length", type=positive_int, help="tokens per example (default: the run's, else 128)")
+
+
+def add_evaluate_parsers(sub):
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser("evaluate", help="accuracy, F1 and Matthews correlation of a trained model on a file",
+                       description=__doc__.split("\n\n")[1], epilog=EXIT_CODES, formatter_class=fmt)
+    _model_options(p)
+    _inputs(p, True)
+    p.add_argument("--json", action="store_true", help="print one JSON object: accuracy, f1, mcc, n")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("predict", help="the predicted label of each text", epilog=EXIT_CODES,
+                       description="Print label name, its probability and the text, one line per input "
+                                   "(--json: one object per line).")
+    _model_options(p)
+    p.add_argument("text", nargs="*", help="texts to classify (single sentences)")
+    p.add_argument("--file", help="classify the rows of this TSV / CSV / JSONL file (pairs too; labels ignored)")
+    _inputs(p, False)
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("ablate", help="switch a trained adapter off in every span of layers (Houlsby2019 Fig. 6)",
+                       description="Evaluate the adapter with its modules removed from every contiguous span of "
+                                   "layers [i, j], without retraining; write ablation.json and (with "
+                                   "matplotlib) ablation.png, the heatmap of the drop.", epilog=EXIT_CODES)
+    _model_options(p)
+    _inputs(p, True)
+    p.add_argument("--metric", choices=("accuracy", "f1", "mcc"), help="default: the task's (mcc for CoLA)")
+    p.add_argument("--out", required=True, help="folder for ablation.json and ablation.png")
+    p.set_defaults(func=_cmd_ablate)
+

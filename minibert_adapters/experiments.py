@@ -1,0 +1,292 @@
+"""The paper's comparison as a resumable grid of `minibert train` runs: `minibert experiments run | report`.
+
+A grid file (experiments/*.json) lists tasks x methods x learning rates x epochs x seeds:
+
+    {"description": "...",
+     "settings": {"batch_size": 32, "max_length": 64},           # every run's `minibert train` options
+     "task_settings": {"rte": {"max_length": 128}},             # per task, over "settings"
+     "tasks": ["sst2-sentences", "cola", "rte"],
+     "epochs": [3], "seeds": [0, 1, 2],
+     "methods": [{"name": "adapter-64", "mode": "adapter", "size": 64, "lrs": [1e-3, 3e-4]},
+                 {"name": "full", "mode": "full", "lrs": [1e-4, 5e-5]}, ...]}
+
+A method takes any of `mode, preset, size, top_k, init_std, optimizer` and may override "epochs". Each cell
+is one `minibert train` run folder, OUT/runs/TASK/METHOD/lrLR-epE-seedS, so it inherits train's --resume,
+locks and Ctrl-C handling; the exact command is kept in its command.txt. Runs are started in the order of
+value: seed 0 before seed 1, and each method's first-listed learning rate (the expected best) before the others.
+`run` skips complete runs, resumes stopped ones, and stops cleanly at --time-limit, so a grid can be run in
+slices over several sessions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from minibert_adapters.checkpoints import HISTORY, read_json
+from minibert_adapters.data import TASKS
+from minibert_adapters.training import MODES
+
+METHOD_KEYS = {"name", "mode", "preset", "size", "top_k", "init_std", "optimizer", "lrs", "epochs"}
+SETTING_KEYS = {"batch_size", "max_length", "train_limit", "eval_limit", "eval_every", "save_every", "model",
+                "warmup_fraction"}
+GRID_KEYS = {"description", "settings", "task_settings", "tasks", "methods", "epochs", "seeds"}
+COMMAND = "command.txt"
+LOG = "train.log"
+MIN_SECONDS = 60  # a slice with less time left than this starts no new run: loading alone takes a few seconds
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid."""
+
+    task: str
+    method: dict
+    lr: float
+    epochs: int
+    seed: int
+    settings: dict
+
+    @property
+    def folder(self) -> Path:
+        return Path("runs") / self.task / self.method["name"] / f"lr{self.lr:g}-ep{self.epochs}-seed{self.seed}"
+
+    def train_args(self, out: Path) -> list:
+        """The `minibert train` options of this run (without --resume / --time-limit / --data)."""
+        m = self.method
+        args = ["--task", self.task, "--mode", m["mode"]]
+        for key in ("preset", "size", "top_k", "init_std", "optimizer"):
+            if m.get(key) is not None:
+                args += [f"--{key.replace('_', '-')}", _fmt(m[key])]
+        args += ["--lr", _fmt(self.lr), "--epochs", str(self.epochs), "--seed", str(self.seed)]
+        settings = {"eval_every": "epoch", **self.settings}
+        for key in sorted(settings):
+            if settings[key] is not None:
+                args += [f"--{key.replace('_', '-')}", _fmt(settings[key])]
+        return args + ["--out", str(out / self.folder)]
+
+
+def _fmt(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def load_grid(path) -> dict:
+    """The grid in `path`, checked: a ValueError naming the file and the first problem."""
+    grid = read_json(Path(path), "experiment grid")
+
+    def bad(message):
+        return ValueError(f"{path}: {message}")
+
+    unknown = set(grid) - GRID_KEYS
+    if unknown:
+        raise bad(f"unknown key(s) {sorted(unknown)}; a grid has {sorted(GRID_KEYS)}")
+    for key in ("tasks", "methods", "epochs", "seeds"):
+        if not isinstance(grid.get(key), list) or not grid[key]:
+            raise bad(f"'{key}' must be a non-empty list")
+    for task in grid["tasks"]:
+        if task not in TASKS:
+            raise bad(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    for group in [grid.get("settings", {}), *grid.get("task_settings", {}).values()]:
+        if not isinstance(group, dict) or set(group) - SETTING_KEYS:
+            raise bad(f"settings may only hold {sorted(SETTING_KEYS)}, got {group!r}")
+    for task in grid.get("task_settings", {}):
+        if task not in grid["tasks"]:
+            raise bad(f"task_settings names {task!r}, which is not in 'tasks'")
+    if not all(_positive(e, int) for e in grid["epochs"]):
+        raise bad("'epochs' must be positive integers")
+    names = set()
+    for m in grid["methods"]:
+        if not isinstance(m, dict) or not {"name", "mode", "lrs"} <= set(m) or set(m) - METHOD_KEYS:
+            raise bad(f"a method needs name, mode and lrs, and may hold {sorted(METHOD_KEYS)}: {m!r}")
+        if m["name"] in names or "/" in m["name"]:
+            raise bad(f"method name {m['name']!r} is repeated or holds '/'")
+        names.add(m["name"])
+        if m["mode"] not in MODES:
+            raise bad(f"method {m['name']}: unknown mode {m['mode']!r}; choose from {', '.join(MODES)}")
+        lrs = m["lrs"]
+        if not isinstance(lrs, list) or not lrs or not all(_positive(x, float) for x in lrs):
+            raise bad(f"method {m['name']}: 'lrs' must be a non-empty list of positive numbers")
+        epochs = m.get("epochs", grid["epochs"])
+        if not isinstance(epochs, list) or not epochs or not all(_positive(e, int) for e in epochs):
+            raise bad(f"method {m['name']}: 'epochs' must be a non-empty list of positive integers")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in grid["seeds"]):
+        raise bad("'seeds' must be non-negative integers")
+    return grid
+
+
+def _positive(value, kind) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return value > 0 and math.isfinite(value) and (kind is float or isinstance(value, int))
+
+
+def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None) -> list:
+    """Every run of the grid (optionally only some tasks / methods / seeds, or each method's first `first_lrs`
+    learning rates), in the order they are started."""
+    chosen = [m for m in grid["methods"] if not methods or m["name"] in methods]
+    out = []
+    for seed in grid["seeds"]:
+        if seeds and seed not in seeds:
+            continue
+        for rank in range(min(max(len(m["lrs"]) for m in grid["methods"]), first_lrs or math.inf)):
+            for task in grid["tasks"]:
+                if tasks and task not in tasks:
+                    continue
+                settings = {**grid.get("settings", {}), **grid.get("task_settings", {}).get(task, {})}
+                for m in chosen:
+                    if rank < len(m["lrs"]):
+                        for epochs in m.get("epochs", grid["epochs"]):
+                            out.append(Cell(task, m, float(m["lrs"][rank]), epochs, seed, settings))
+    return out
+
+
+def run_status(folder: Path) -> str:
+    """"complete", "stopped" (or interrupted while running: resumable), "new", or "damaged" (an unreadable
+    history.json, which the runner leaves alone for a person to look at)."""
+    history = folder / HISTORY
+    if not history.is_file():
+        return "new"
+    try:
+        status = read_json(history, "run history").get("status")
+    except ValueError:
+        return "damaged"
+    return "complete" if status == "complete" else "stopped"
+
+
+class _Forward:
+    """Pass SIGINT / SIGTERM on to the running `minibert train` (which saves and exits), then stop the grid."""
+
+    def __init__(self):
+        self.child, self.stop = None, False
+
+    def __call__(self, signum, frame):
+        self.stop = True
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signum)
+
+
+def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=None, seeds=None, first_lrs=None,
+             threads=None, python=sys.executable) -> int:
+    """Run (or resume) every cell not yet complete, until done or `time_limit` seconds have passed.
+
+    threads: BLAS / OpenMP threads of each run (default: the environment's). On a machine shared with other
+    work, OpenBLAS threads that wait for each other made a step 18 times slower here; 1 avoids that.
+    """
+    grid, out = load_grid(grid_path), Path(out)
+    todo = cells(grid, tasks, methods, seeds, first_lrs)
+    env = dict(os.environ)
+    if threads is not None:
+        env.update({k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
+    if not todo:
+        raise ValueError("no run of the grid matches the --task / --method / --seed filters")
+    out.mkdir(parents=True, exist_ok=True)
+    # Several grids may share one results folder (run folders are named by task, method, lr, epochs, seed).
+    (out / "grids").mkdir(exist_ok=True)
+    (out / "grids" / Path(grid_path).name).write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
+    start, forward, failed = time.monotonic(), _Forward(), 0
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for i, cell in enumerate(todo):
+            folder = out / cell.folder
+            status = run_status(folder)
+            if status == "complete":
+                continue
+            left = None if time_limit is None else time_limit - (time.monotonic() - start)
+            if forward.stop or (left is not None and left < MIN_SECONDS):
+                break
+            if status == "damaged":
+                failed += 1
+                print(f"  {folder}: unreadable {HISTORY}; skipped (look at it, or delete the folder to rerun)")
+                continue
+            args = cell.train_args(out)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / COMMAND).write_text("minibert train " + shlex.join(args) + "\n", encoding="utf-8")
+            extra = ["--resume"] if status == "stopped" else []
+            extra += ["--data", str(data)] if data else []
+            extra += ["--time-limit", f"{max(1.0, left - 30):.0f}"] if left is not None else []
+            print(f"[{i + 1}/{len(todo)}] {'resuming' if status == 'stopped' else 'starting'} {folder}", flush=True)
+            code = _run_child([python, "-m", "minibert_adapters", "train", *args, *extra], folder / LOG, forward, env)
+            if code not in (0, 130):
+                failed += 1
+                print(f"  {folder}: minibert train exited {code}; see {folder / LOG}", flush=True)
+            if forward.stop or code == 130:
+                forward.stop = True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    left = sum(run_status(out / c.folder) != "complete" for c in todo)
+    print(f"grid {grid_path}: {len(todo) - left} of {len(todo)} runs complete, {left} to go"
+          f"{' (stopped; run again to continue)' if left else ''}; {failed} failed", flush=True)
+    return 130 if forward.stop and left else 0
+
+
+def _run_child(argv, log: Path, forward: _Forward, env: dict) -> int:
+    """Run `argv`, echoing its output and appending it to `log`; its exit status."""
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"$ {shlex.join(argv)}\n")
+        f.flush()
+        # Its own process group: a Ctrl-C at the terminal reaches it only through _Forward, exactly once.
+        child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 start_new_session=True, env=env)
+        forward.child = child
+        for line in child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            f.write(line)
+            f.flush()
+        code = child.wait()
+        forward.child = None
+    return code
+
+
+def add_experiments_parser(sub):
+    from minibert_adapters.arguments import EXIT_CODES, non_negative_int, positive_float, positive_int
+
+    p = sub.add_parser("experiments", help="run a grid of fine-tuning runs (resumable) and report it",
+                       description=__doc__.split("\n\n")[0], epilog=EXIT_CODES)
+    what = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    r = what.add_parser("run", help="run or resume every run of a grid not yet complete",
+                        description="Run the grid's runs in order of value (seed 0 and each method's first lr "
+                                    "first), skipping complete ones and resuming stopped ones.", epilog=EXIT_CODES)
+    r.add_argument("--grid", required=True, help="the grid file (experiments/*.json)")
+    r.add_argument("--out", required=True, help="the results folder (runs go to OUT/runs/TASK/METHOD/...)")
+    r.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
+                   help="stop cleanly (the running run saved, resumable) after about this many seconds")
+    r.add_argument("--task", action="append", help="only this task (repeatable)")
+    r.add_argument("--method", action="append", help="only this method name (repeatable)")
+    r.add_argument("--seed", type=non_negative_int, action="append", help="only this seed (repeatable)")
+    r.add_argument("--first-lrs", type=positive_int, metavar="K",
+                   help="only each method's first K learning rates (the grid lists the expected best first)")
+    r.add_argument("--threads", type=positive_int,
+                   help="BLAS threads per run (default: the environment's); 1 is much faster on a busy machine")
+    r.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
+    r.set_defaults(func=_cmd_run)
+    r = what.add_parser("report", help="write RESULTS.md and the figures from the runs that exist",
+                        description="Table (best lr per method on dev, mean ± s.e.m. over seeds), every run, the "
+                                    "runs still to do, and the figures (with matplotlib).", epilog=EXIT_CODES)
+    r.add_argument("--out", required=True, help="the results folder given to `experiments run`")
+    r.add_argument("--no-figures", action="store_true", help="only RESULTS.md and results.json")
+    r.set_defaults(func=_cmd_report)
+
+
+def _cmd_run(args) -> int:
+    return run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed,
+                    args.first_lrs, args.threads)
+
+
+def _cmd_report(args) -> int:
+    from minibert_adapters.report import write_report
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise FileNotFoundError(f"--out {out}: no such results folder")
+    for path in write_report(out, figures=not args.no_figures):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,90 @@
+"""The paper's figures as PNG files, with matplotlib (an optional extra: pip install 'minibert-adapters[figures]').
+
+- `params_vs_metric`: dev metric against trained parameters on a log axis, one panel per task (Fig. 3 / 4).
+- `ablation_heatmap`: the drop when an adapter is removed from a span of layers (Fig. 6 left / centre).
+- `init_std_curve`: dev metric against the adapters' init std (Fig. 6 right).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+
+def have_matplotlib() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def ablation_heatmap(result: dict, path: Path) -> Path:
+    """Rows: first removed layer; columns: last removed layer; colour and text: the drop in points."""
+    import numpy as np
+
+    plt = _pyplot()
+    n = result["layers"]
+    grid = np.full((n, n), np.nan)
+    for s in result["spans"]:
+        grid[s["first"], s["last"]] = 100 * s["drop"]
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    image = ax.imshow(grid, cmap="Reds", vmin=0, vmax=max(1.0, float(np.nanmax(grid))))
+    for s in result["spans"]:
+        ax.text(s["last"], s["first"], f"{100 * s['drop']:.1f}", ha="center", va="center", fontsize=8)
+    ax.set_xlabel("last layer with the adapter removed")
+    ax.set_ylabel("first layer with the adapter removed")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    metric = result.get("metric", "score")
+    ax.set_title(f"drop in dev {metric} (points; all adapters: {100 * result['baseline']:.1f})", fontsize=9)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
+    """points: {task: [(method, trained parameters, mean, sem)]}; one panel per task, log x axis."""
+    plt = _pyplot()
+    tasks = list(points)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for method, params, mean, sem in points[task]:
+            style = "o" if method.startswith("adapter") else "s" if method == "full" else "^"
+            ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=style, capsize=3)
+            ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel("trained parameters (log)")
+        ax.set_ylabel(f"dev {metric_names.get(task, 'metric')} (x100)")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def init_std_curve(series: dict, path: Path, metric: str) -> Path:
+    """series: {label: [(init std, mean, sem)]}; log x axis."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for label, rows in series.items():
+        rows = sorted(rows)
+        ax.errorbar([r[0] for r in rows], [100 * r[1] for r in rows], yerr=[100 * (r[2] or 0) for r in rows],
+                    marker="o", capsize=3, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("init std of the adapter weights (log)")
+    ax.set_ylabel(f"dev {metric} (x100)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

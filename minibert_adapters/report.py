@@ -1,0 +1,216 @@
+"""`minibert experiments report --out DIR`: RESULTS.md and the figures, from the run folders that exist.
+
+Model selection as Houlsby2019 §3.2: for each task and method, the (learning rate, epochs) whose mean final
+dev metric over seeds is best. There is no separate test set here (GLUE's test labels are private; SST-2
+sentences uses its dev set as the benchmark), so the selected number is optimistic: it is chosen and
+reported on the same data. The report says how many seeds each number averages and which runs are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from minibert_adapters.checkpoints import HISTORY, read_json
+from minibert_adapters.data import TASKS
+from minibert_adapters.experiments import COMMAND, cells, load_grid, run_status
+
+METRIC_NAMES = {"accuracy": "accuracy", "matthews": "MCC"}
+
+
+def collect_runs(out: Path) -> list:
+    """One dict per run folder under out/runs (complete or not): its settings, results and command."""
+    runs = []
+    for history in sorted((out / "runs").glob(f"*/*/*/{HISTORY}")):
+        folder = history.parent
+        try:
+            record = read_json(history, "run history")
+        except ValueError:
+            continue
+        s = record.get("settings") or {}
+        task = TASKS.get(s.get("task"))
+        if task is None:
+            continue
+        per_epoch = math.ceil(s["n_train"] / s["batch_size"])
+        rows = record.get("history") or []
+        seconds = rows[-1]["seconds"] if rows else None
+        done = record.get("step", 0)
+        command = (folder / COMMAND).read_text(encoding="utf-8").strip() if (folder / COMMAND).is_file() else None
+        runs.append({
+            "folder": folder, "task": s["task"], "method": folder.parent.name, "mode": s["mode"],
+            "lr": s["lr"], "seed": s["seed"], "epochs": s.get("epochs") or s["steps"] / per_epoch,
+            "init_std": s.get("init_std"), "size": s.get("size"), "status": record.get("status"),
+            "steps": s["steps"], "step": done, "metric": task.metric,
+            "final": (record.get("final") or {}).get(task.metric),
+            "by_epoch": [r["dev"][task.metric] for r in rows if "dev" in r and r["step"] % per_epoch == 0],
+            "seconds_per_epoch": seconds / (done / per_epoch) if seconds and done else None,
+            "trainable": s.get("trainable_parameters"),
+            "pretrained": s.get("pretrained_parameters") or _pretrained_parameters(s.get("model")),
+            "command": command})
+    return runs
+
+
+_COUNTS = {}
+
+
+def _pretrained_parameters(model) -> int:
+    """The pretrained model's parameter count, for runs saved before their history recorded it."""
+    if model not in _COUNTS:
+        from minibert import BertModel
+        from minibert.config import BertConfig
+        from minibert.pretrained import resolve_model_dir
+
+        bert = BertModel(BertConfig.from_json_file(resolve_model_dir(model) / "config.json"))
+        _COUNTS[model] = sum(p.size for n, p in bert.named_parameters() if n in bert.checkpoint_names)
+    return _COUNTS[model]
+
+
+def mean_sem(values) -> tuple:
+    values = np.asarray(values, dtype=np.float64)
+    sem = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else None
+    return float(values.mean()), sem
+
+
+def select_best(runs: list) -> dict:
+    """{(task, method): the best cell}: per (lr, epochs), the complete runs' final metrics over seeds;
+    the best mean wins (ties: more seeds)."""
+    cells_ = {}
+    for r in runs:
+        if r["status"] == "complete" and r["final"] is not None:
+            cells_.setdefault((r["task"], r["method"], r["lr"], r["epochs"]), []).append(r)
+    best = {}
+    for (task, method, lr, epochs), group in cells_.items():
+        mean, sem = mean_sem([r["final"] for r in group])
+        cell = {"task": task, "method": method, "lr": lr, "epochs": epochs, "mean": mean, "sem": sem,
+                "n": len(group), "runs": sorted(group, key=lambda r: r["seed"]),
+                "tried": sum(1 for k in cells_ if k[:2] == (task, method))}
+        current = best.get((task, method))
+        if current is None or (mean, len(group)) > (current["mean"], current["n"]):
+            best[(task, method)] = cell
+    return best
+
+
+def missing_runs(out: Path) -> list:
+    """(grid file, number of its runs not complete, their folders) for each grid run into `out`."""
+    result = []
+    for grid_file in sorted((out / "grids").glob("*.json")):
+        todo = [c for c in cells(load_grid(grid_file)) if run_status(out / c.folder) != "complete"]
+        result.append((grid_file.name, len(cells(load_grid(grid_file))), todo))
+    return result
+
+
+def _pm(mean, sem, scale=100.0) -> str:
+    return f"{scale * mean:.1f}" + (f" ± {scale * sem:.1f}" if sem is not None else "")
+
+
+def write_report(out, figures: bool = True) -> list:
+    """Write out/RESULTS.md (and the figures when matplotlib is there); the paths written."""
+    out = Path(out)
+    runs = collect_runs(out)
+    if not runs:
+        raise ValueError(f"{out}: no run folders under {out / 'runs'} (run `minibert experiments run` first)")
+    best = select_best(runs)
+    missing = missing_runs(out)
+    complete = sum(r["status"] == "complete" for r in runs)
+    lines = ["# Results: Houlsby adapters vs fine-tuning on all-MiniLM-L6-v2", "",
+             f"Generated by `minibert experiments report --out {out}` from the run folders in `{out}/runs`.",
+             f"**{'Partial' if any(m[2] for m in missing) or complete < len(runs) else 'Complete'}:** "
+             f"{complete} complete runs, {len(runs) - complete} not complete (stopped or running; resumable)."]
+    for name, total, todo in missing:
+        lines.append(f"- grid `{name}`: {total - len(todo)} of {total} runs complete")
+    lines += ["", "Dev metric: the task's (accuracy; Matthews correlation for CoLA), x100, after the last epoch; "
+              "mean ± s.e.m. over the seeds run (n). The learning rate and epochs of each row are the best on "
+              "dev among those run for that method (Houlsby2019 §3.2); with no separate test set this is "
+              "optimistic. \"lrs tried\" counts the (lr, epochs) cells with at least one complete run.", ""]
+    points = {}
+    for task in [t for t in TASKS if any(k[0] == t for k in best)]:
+        metric = TASKS[task].metric
+        lines += [f"## {task}", "", f"| method | trained parameters | % of the model | dev {METRIC_NAMES[metric]} "
+                  "(n) | epochs | lr | lrs tried | s / epoch | command (seed 0 or first seed) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        rows = sorted((c for k, c in best.items() if k[0] == task), key=lambda c: -c["mean"])
+        for c in rows:
+            r0 = c["runs"][0]
+            share = f"{100 * r0['trainable'] / r0['pretrained']:.2f}%" if r0["pretrained"] else "?"
+            per_epoch = [r["seconds_per_epoch"] for r in c["runs"] if r["seconds_per_epoch"]]
+            lines.append(f"| {c['method']} | {r0['trainable']:,} | {share} | {_pm(c['mean'], c['sem'])} ({c['n']}) "
+                         f"| {c['epochs']:g} | {c['lr']:g} | {c['tried']} | {np.mean(per_epoch):.0f} | "
+                         f"`{r0['command']}` |")
+            points.setdefault(task, []).append((c["method"], r0["trainable"], c["mean"], c["sem"]))
+        lines.append("")
+    lines += ["## Every run", "", "| task | method | lr | epochs | seed | status | steps | dev after each epoch | "
+              "final | s / epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r["task"], r["method"], r["lr"], r["epochs"], r["seed"])):
+        by_epoch = " / ".join(f"{100 * v:.1f}" for v in r["by_epoch"]) or "-"
+        final = f"{100 * r['final']:.1f}" if r["final"] is not None else "-"
+        spe = f"{r['seconds_per_epoch']:.0f}" if r["seconds_per_epoch"] else "-"
+        lines.append(f"| {r['task']} | {r['method']} | {r['lr']:g} | {r['epochs']:g} | {r['seed']} | {r['status']} "
+                     f"| {r['step']}/{r['steps']} | {by_epoch} | {final} | {spe} |")
+    written = []
+    lines += ["", "## Figures", ""]
+    if figures:
+        written += _figures(out, runs, points, lines)
+        if not written:
+            lines.append("(none yet: no complete run)")
+    else:
+        lines.append("(not drawn: matplotlib is not installed; pip install 'minibert-adapters[figures]')")
+    lines += ["", "## Runs still to do", ""]
+    for name, total, todo in missing:
+        lines.append(f"- `{name}`: {len(todo)} of {total} runs to do" + (
+            "; continue with `minibert experiments run --grid experiments/" + name + f" --out {out}`" if todo else ""))
+        for c in todo[:12]:
+            lines.append(f"  - {c.folder}")
+        if len(todo) > 12:
+            lines.append(f"  - ... and {len(todo) - 12} more")
+    lines += ["", "## Commands of every run", "", "Each run folder keeps its command in `command.txt`, its settings "
+              "and every step in `history.json`, and its console output in `train.log`.", "", "```"]
+    lines += [r["command"] for r in sorted(runs, key=lambda r: str(r["folder"])) if r["command"]] + ["```", ""]
+    path = out / "RESULTS.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(
+        [{k: v for k, v in c.items() if k != "runs"} | {"seeds": [r["seed"] for r in c["runs"]]}
+         for c in best.values()], indent=2) + "\n", encoding="utf-8")
+    return [path, out / "results.json", *written]
+
+
+def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
+    from minibert_adapters import figures
+
+    if not figures.have_matplotlib():
+        lines.append("(not drawn: matplotlib is not installed; pip install 'minibert-adapters[figures]')")
+        return []
+    written = []
+    if points:
+        path = figures.params_vs_metric(points, out / "params_vs_metric.png",
+                                        {t: METRIC_NAMES[TASKS[t].metric] for t in points})
+        written.append(path)
+        lines.append(f"![dev metric against trained parameters]({path.name})  \n*Figure 3/4 style: best-lr dev "
+                     "metric (mean ± s.e.m. over seeds) against trained parameters, log axis.*")
+    series = {}
+    for r in runs:
+        if r["init_std"] is not None and r["status"] == "complete":
+            series.setdefault((r["task"], r["size"], r["lr"], r["epochs"]), {}).setdefault(r["init_std"], []).append(
+                r["final"])
+    if series:
+        curves = {f"{task}, m={size}, lr {lr:g}, {epochs:g} ep": [(std, *mean_sem(v)) for std, v in by_std.items()]
+                  for (task, size, lr, epochs), by_std in series.items()}
+        path = figures.init_std_curve(curves, out / "init_std.png", "metric")
+        written.append(path)
+        lines.append(f"\n![dev metric against init std]({path.name})  \n*Figure 6 right: dev metric against the "
+                     "adapters' init std.*")
+    for ablation in sorted(out.glob("ablation/*/ablation.json")):
+        result = read_json(ablation, "ablation result")
+        png = ablation.with_suffix(".png")
+        if not png.is_file():
+            figures.ablation_heatmap(result, png)
+            written.append(png)
+        rel = png.relative_to(out)
+        worst = max(result["spans"], key=lambda s: s["drop"] if s["first"] == s["last"] else -1)
+        lines.append(f"\n![ablation heatmap]({rel})  \n*Figure 6 left/centre: drop in dev {result['metric']} when "
+                     f"the adapters of a span of layers are removed ({ablation.parent.name}); the largest single-layer "
+                     f"drop is {100 * worst['drop']:.1f} points (layer {worst['first']}); all removed: "
+                     f"{100 * result['spans'][result['layers'] - 1]['drop']:.1f}.*")
+    return written

@@ -1,0 +1,221 @@
+"""The experiment grid: its file is checked, its runs come in the documented order, the runner skips complete
+runs, resumes stopped ones, stops at its time limit and survives a failing run (with a stand-in for
+`minibert train`), and the report selects the best learning rate with mean ± s.e.m. worked out by hand."""
+
+import json
+import math
+import stat
+import sys
+
+import pytest
+from conftest import ROOT
+
+from minibert_adapters.cli import main
+from minibert_adapters.experiments import cells, load_grid, run_grid, run_status
+from minibert_adapters.report import collect_runs, select_best, write_report
+
+GRID = {"description": "test", "settings": {"batch_size": 8, "max_length": 16},
+        "task_settings": {"rte": {"max_length": 32}}, "tasks": ["sst2", "rte"], "epochs": [2], "seeds": [0, 1],
+        "methods": [{"name": "adapter-8", "mode": "adapter", "size": 8, "lrs": [1e-3, 3e-4]},
+                    {"name": "full", "mode": "full", "lrs": [1e-4]}]}
+
+
+def grid_file(tmp_path, grid=None, name="grid.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(grid or GRID))
+    return path
+
+
+def test_runs_come_seed_first_then_each_methods_preferred_lr():
+    order = [(c.seed, c.task, c.method["name"], c.lr) for c in cells(GRID)]
+    assert order[:6] == [(0, "sst2", "adapter-8", 1e-3), (0, "sst2", "full", 1e-4), (0, "rte", "adapter-8", 1e-3),
+                         (0, "rte", "full", 1e-4), (0, "sst2", "adapter-8", 3e-4), (0, "rte", "adapter-8", 3e-4)]
+    assert len(order) == 2 * 2 * 3 and order[6][0] == 1
+    assert [c.task for c in cells(GRID, tasks=["rte"], methods=["full"], seeds=[1])] == ["rte"]
+    assert {c.lr for c in cells(GRID, first_lrs=1)} == {1e-3, 1e-4} and len(cells(GRID, first_lrs=1)) == 8
+
+
+def test_a_cell_becomes_the_exact_train_command(tmp_path):
+    rte = next(c for c in cells(GRID) if c.task == "rte")
+    args = rte.train_args(tmp_path)
+    assert args == ["--task", "rte", "--mode", "adapter", "--size", "8", "--lr", "0.001", "--epochs", "2", "--seed",
+                    "0", "--batch-size", "8", "--eval-every", "epoch", "--max-length", "32",
+                    "--out", str(tmp_path / "runs/rte/adapter-8/lr0.001-ep2-seed0")]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tasks": ["mnli"]}, "unknown task 'mnli'"),
+    ({"seeds": []}, "'seeds' must be a non-empty list"),
+    ({"epochs": [0]}, "'epochs' must be positive integers"),
+    ({"settings": {"learning_rate": 1}}, "settings may only hold"),
+    ({"methods": [{"name": "x", "mode": "lora", "lrs": [1e-3]}]}, "unknown mode 'lora'"),
+    ({"methods": [{"name": "x", "mode": "full", "lrs": [0]}]}, "positive numbers"),
+    ({"methods": [{"name": "x", "mode": "full"}]}, "a method needs name, mode and lrs"),
+    ({"methods": [{"name": "x", "mode": "full", "lrs": [1e-3]}] * 2}, "repeated"),
+    ({"colour": "red"}, "unknown key(s) ['colour']"),
+])
+def test_a_bad_grid_is_refused_naming_the_file(tmp_path, change, message):
+    path = grid_file(tmp_path, {**GRID, **change})
+    with pytest.raises(ValueError) as info:
+        load_grid(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+# A stand-in for `python -m minibert_adapters train ...`: records its arguments, then writes a history.json with
+# the status that FAKE_STATUS names for this run folder (default: complete), or exits with FAKE_EXIT.
+FAKE_TRAIN = """\
+#!{python}
+import json, os, sys
+from pathlib import Path
+args = sys.argv[sys.argv.index("train") + 1:]
+out = Path(args[args.index("--out") + 1])
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps(args + ["threads=" + os.environ.get("OPENBLAS_NUM_THREADS", "")]) + "\\n")
+if out.name == os.environ.get("FAKE_FAIL"):
+    print("minibert train: error: something", file=sys.stderr)
+    sys.exit(2)
+out.mkdir(parents=True, exist_ok=True)
+(out / "history.json").write_text(json.dumps({{"status": os.environ.get("FAKE_STATUS", "complete")}}))
+print("done")
+"""
+
+
+@pytest.fixture
+def fake_train(tmp_path, monkeypatch):
+    script = tmp_path / "fake-python"
+    script.write_text(FAKE_TRAIN.format(python=sys.executable))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    log = tmp_path / "calls.jsonl"
+    monkeypatch.setenv("FAKE_LOG", str(log))
+
+    def calls():
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    return str(script), calls
+
+
+def test_the_runner_runs_each_cell_once_and_skips_complete_runs(tmp_path, fake_train):
+    python, calls = fake_train
+    out = tmp_path / "results"
+    assert run_grid(grid_file(tmp_path), out, python=python) == 0
+    assert len(calls()) == 12 and not any("--resume" in c for c in calls())
+    first = out / "runs/sst2/adapter-8/lr0.001-ep2-seed0"
+    assert (first / "command.txt").read_text().startswith("minibert train --task sst2 --mode adapter --size 8")
+    assert "done" in (first / "train.log").read_text() and (out / "grids" / "grid.json").is_file()
+    assert run_grid(grid_file(tmp_path), out, python=python) == 0
+    assert len(calls()) == 12  # nothing ran again
+
+
+def test_the_runner_resumes_a_stopped_run_and_passes_data_and_time_limit(tmp_path, fake_train, monkeypatch):
+    python, calls = fake_train
+    out = tmp_path / "results"
+    monkeypatch.setenv("FAKE_STATUS", "stopped")
+    run_grid(grid_file(tmp_path), out, python=python, seeds=[0], tasks=["sst2"], methods=["full"])
+    assert run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "stopped"
+    monkeypatch.setenv("FAKE_STATUS", "complete")
+    assert run_grid(grid_file(tmp_path), out, time_limit=3600, data="/data", python=python, seeds=[0],
+                    tasks=["sst2"], methods=["full"], threads=1) == 0
+    last = calls()[-1]
+    assert "--resume" in last and last[last.index("--data") + 1] == "/data" and last[-1] == "threads=1"
+    assert 3000 < float(last[last.index("--time-limit") + 1]) < 3600  # what is left, less a margin to save
+
+
+def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_run(tmp_path, fake_train,
+                                                                                        monkeypatch, capsys):
+    python, calls = fake_train
+    out = tmp_path / "results"
+    assert run_grid(grid_file(tmp_path), out, time_limit=1, python=python) == 0
+    assert calls() == [] and "0 of 12 runs complete, 12 to go" in capsys.readouterr().out
+    monkeypatch.setenv("FAKE_FAIL", "lr0.001-ep2-seed0")
+    damaged = out / "runs/rte/full/lr0.0001-ep2-seed0"
+    damaged.mkdir(parents=True)
+    (damaged / "history.json").write_text("{not json")
+    run_grid(grid_file(tmp_path), out, python=python, seeds=[0])
+    printed = capsys.readouterr().out
+    assert "exited 2" in printed and "3 failed" in printed and "unreadable history.json; skipped" in printed
+    assert len(calls()) == 5 and run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "complete"
+    assert (damaged / "history.json").read_text() == "{not json"  # left for a person to look at
+
+
+def test_the_experiments_command_refuses_a_missing_grid_with_exit_2(tmp_path, capsys):
+    assert main(["experiments", "run", "--grid", str(tmp_path / "none.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "none.json" in capsys.readouterr().err
+    assert main(["experiments", "report", "--out", str(tmp_path / "absent")]) == 2
+
+
+# ---- the report, on hand-written run folders ------------------------------------------------------------------
+
+def fake_run(out, method, lr, seed, final, status="complete", task="sst2", mode="adapter", steps=20, **settings):
+    folder = out / "runs" / task / method / f"lr{lr:g}-ep2-seed{seed}"
+    folder.mkdir(parents=True)
+    metric = "matthews" if task == "cola" else "accuracy"
+    history = [{"step": s, "seconds": 3.0 * s} for s in range(1, steps + 1)]
+    for s, value in ((10, final - 0.01), (20, final)):
+        if s <= steps:
+            history[s - 1]["dev"] = {metric: value, "n": 50}
+    record = {"settings": {"task": task, "mode": mode, "lr": lr, "seed": seed, "epochs": 2, "steps": 20,
+                           "n_train": 80, "batch_size": 8, "trainable_parameters": 1000,
+                           "pretrained_parameters": 100000, "init_std": None, "size": 8, **settings},
+              "status": status, "step": steps, "history": history,
+              "final": {metric: final, "n": 50} if status == "complete" else None}
+    (folder / "history.json").write_text(json.dumps(record))
+    (folder / "command.txt").write_text(f"minibert train --lr {lr:g} --seed {seed}\n")
+
+
+def test_the_best_lr_is_chosen_by_the_mean_over_seeds(tmp_path):
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    fake_run(tmp_path, "adapter-8", 1e-3, 1, 0.84)
+    fake_run(tmp_path, "adapter-8", 3e-4, 0, 0.83)
+    fake_run(tmp_path, "adapter-8", 3e-4, 1, 0.79)
+    fake_run(tmp_path, "adapter-8", 1e-4, 0, 0.99, status="stopped", steps=10)  # not complete: not counted
+    best = select_best(collect_runs(tmp_path))[("sst2", "adapter-8")]
+    assert best["lr"] == 1e-3 and best["n"] == 2 and best["tried"] == 2
+    assert best["mean"] == pytest.approx(0.82)
+    assert best["sem"] == pytest.approx(math.sqrt(((0.80 - 0.82) ** 2 + (0.84 - 0.82) ** 2) / 1) / math.sqrt(2))
+
+
+def test_the_report_writes_the_table_every_run_and_what_is_missing(tmp_path):
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    fake_run(tmp_path, "adapter-8", 1e-3, 1, 0.84)
+    fake_run(tmp_path, "full", 1e-4, 0, 0.5, task="cola", mode="full")
+    fake_run(tmp_path, "full", 1e-4, 1, 0.3, task="sst2", mode="full", status="stopped", steps=10)
+    (tmp_path / "grids").mkdir()
+    (tmp_path / "grids" / "g.json").write_text(json.dumps(GRID))
+    written = write_report(tmp_path, figures=False)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert written[0] == tmp_path / "RESULTS.md"
+    assert "**Partial:** 3 complete runs, 1 not complete" in text
+    row = "| adapter-8 | 1,000 | 1.00% | 82.0 ± 2.0 (2) | 2 | 0.001 | 1 | 30 | `minibert train --lr 0.001 --seed 0` |"
+    assert row in text
+    assert "## cola" in text and "dev MCC" in text and "| full | 1,000 | 1.00% | 50.0 (1) |" in text
+    assert "| sst2 | full | 0.0001 | 2 | 1 | stopped | 10/20 | 29.0 | - | 30 |" in text
+    assert "`g.json`: 10 of 12 runs to do" in text and "runs/rte/full/lr0.0001-ep2-seed0" in text
+    assert "runs/sst2/adapter-8/lr0.001-ep2-seed0\n" not in text  # complete: not listed as missing
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["task"], r["method"], r["n"]) for r in results} == {("sst2", "adapter-8", 2), ("cola", "full", 1)}
+
+
+def test_the_report_draws_the_figures_when_matplotlib_is_there(tmp_path):
+    pytest.importorskip("matplotlib")
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    fake_run(tmp_path, "std", 1e-3, 0, 0.70, init_std=1e-2)
+    fake_run(tmp_path, "std2", 1e-3, 0, 0.50, init_std=1.0)
+    (tmp_path / "ablation" / "sst2").mkdir(parents=True)
+    spans = [{"first": i, "last": j, "score": 0.8 - 0.01 * (j - i + 1), "drop": 0.01 * (j - i + 1)}
+             for i in range(2) for j in range(i, 2)]
+    (tmp_path / "ablation/sst2/ablation.json").write_text(json.dumps(
+        {"layers": 2, "baseline": 0.8, "spans": spans, "metric": "accuracy"}))
+    names = {p.name for p in write_report(tmp_path)}
+    assert {"params_vs_metric.png", "init_std.png", "ablation.png"} <= names
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "the largest single-layer drop is 1.0 points" in text and "all removed: 2.0" in text
+    assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in ("params_vs_metric.png", "init_std.png"))
+
+
+def test_the_committed_grids_are_valid_and_cover_the_paper_comparison():
+    grids = {p.name: load_grid(p) for p in (ROOT / "experiments").glob("*.json")}
+    table1 = grids["table1.json"]
+    assert set(table1["tasks"]) == {"sst2-sentences", "cola", "rte"} and len(table1["seeds"]) >= 3
+    assert {m["name"] for m in table1["methods"]} >= {"full", "adapter-8", "adapter-64", "adapter-256", "layernorm",
+                                                      "top-1", "top-2", "top-3", "head"}
+    stds = sorted(m["init_std"] for m in grids["init-std.json"]["methods"])
+    assert stds[0] == 1e-7 and stds[-1] == 1 and len(stds) == 8  # the paper's log grid 1e-7 .. 1
