@@ -113,7 +113,8 @@ class Gelu(Function):
     Convention: BERT's "gelu" is the exact form; "gelu_new" / "gelu_pytorch_tanh" (and Houlsby2019's
     original code) use the tanh form.
     Float32: the exact form runs `kernels.gelu_f32` / `kernels.gelu_grad_f32` (erfc by Abramowitz & Stegun,
-    absolute error below 1.5e-7); every other dtype uses scipy's erf.
+    absolute error below 1.5e-7); every other dtype uses scipy's erf (cast back to x's dtype: scipy computes a
+    float16 erf in float32).
     """
 
     @staticmethod
@@ -126,7 +127,7 @@ class Gelu(Function):
             return 0.5 * x * (1.0 + t)
         if x.dtype == np.float32:
             return kernels.gelu_f32(x)
-        return 0.5 * x * (1.0 + erf(x / _SQRT_2))
+        return 0.5 * x * (1.0 + erf(x / _SQRT_2).astype(x.dtype, copy=False))
 
     @staticmethod
     def backward(ctx, g):
@@ -137,7 +138,7 @@ class Gelu(Function):
             return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
         if x.dtype == g.dtype == np.float32:
             return kernels.gelu_grad_f32(x, g)
-        cdf = 0.5 * (1.0 + erf(x / _SQRT_2))
+        cdf = 0.5 * (1.0 + erf(x / _SQRT_2).astype(x.dtype, copy=False))
         pdf = np.exp(-0.5 * x * x) / _SQRT_2PI
         return g * (cdf + x * pdf)
 

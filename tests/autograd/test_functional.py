@@ -275,6 +275,19 @@ def test_functions_leave_their_input_array_untouched_at_inference(name, dtype):
     np.testing.assert_array_equal(a, before)
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_keeps_a_float16_input_float16(approximate):
+    x = Tensor(np.linspace(-3, 3, 7).astype(np.float16), requires_grad=True)
+    y = F.gelu(x, approximate)
+    assert y.dtype == np.float16
+    fn, ctx, _ = y._node
+    assert fn.backward(ctx, np.ones(7, np.float16)).dtype == np.float16  # the op's own backward, before any cast
+    reference = ELEMENTWISE["gelu" if approximate == "none" else "gelu_tanh"][1](x.data.astype(np.float64))
+    # float16 rounds to 2^-11 relative: a few roundings of y (rtol), and 1 + erf (or 1 + tanh) rounded to 2^-11
+    # absolute, times |x|/2 <= 1.5 (atol)
+    np.testing.assert_allclose(y.data, reference, rtol=4 * 2.0**-11, atol=1.5 * 2.0**-11 + 2.0**-11)
+
+
 def test_softmax_mask_must_broadcast_to_the_scores():
     with pytest.raises(ValueError):
         F.softmax(Tensor(np.zeros((3, 4))), mask=np.zeros((2, 3, 4)))  # would enlarge the scores
