@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish", "tanh")
+import autograd.functional as F
 
 
 @dataclass
@@ -44,8 +44,10 @@ class BertConfig:
         if not problems and self.hidden_size % self.num_attention_heads:
             problems.append(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                             f"{self.num_attention_heads}")
-        if self.hidden_act not in ACTIVATIONS:
-            problems.append(f"hidden_act {self.hidden_act!r} is not one of {', '.join(ACTIVATIONS)}")
+        try:  # the one activation registry (Hugging Face's names, and aliases such as "swish")
+            F.canonical_activation(self.hidden_act)
+        except ValueError as e:
+            problems.append(f"hidden_act: {e}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 problems.append(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
