@@ -11,7 +11,7 @@
 # exactly that: one backward pass from the loss, skipping whatever needs no gradient. This notebook builds
 # it twice:
 #
-# 1. by hand on a scalar graph, then as a 40-line scalar `Value` class written here (the lesson, after
+# 1. by hand on a scalar graph, then as a small scalar `Value` class written here (the lesson, after
 #    micrograd, Karpathy2020);
 # 2. with this project's `autograd` package: one primitive's forward and backward, the topological sort,
 #    `unbroadcast`, and `gradcheck`, which must also catch a wrong backward.

@@ -4,6 +4,7 @@ top to bottom in a Jupyter kernel, with its outputs and figures stored.
     python notebooks/render.py            # execute every notebook and write its .ipynb
     python notebooks/render.py 03 05      # only the notebooks whose names start with 03 or 05
     python notebooks/render.py --check    # execute every notebook, write nothing; exit 1 if any fails (CI)
+    python notebooks/render.py --text 05  # only markdown changed: copy it into the .ipynb, keep the outputs
 
 Needs the `notebooks` extra: pip install -e ".[notebooks]". Notebooks run with notebooks/ as the working
 directory, as when a reader opens them in Jupyter. tests/test_notebooks.py fails when a source and its
@@ -42,15 +43,41 @@ def execute(source: Path, timeout: int = 1200):
     return nb
 
 
+def update_text(source: Path):
+    """The rendered notebook with the markdown cells of `source` and its own executed code cells; refused
+    (ValueError) unless the code cells are exactly the source's, in the same order."""
+    new = jupytext.read(source)
+    old = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    new_code = [c.source for c in new.cells if c.cell_type == "code"]
+    old_code = [c.source for c in old.cells if c.cell_type == "code"]
+    if new_code != old_code:
+        raise ValueError(f"{source.name}: code cells changed since the last render; execute it: "
+                         f"python notebooks/render.py {source.name[:2]}")
+    executed = iter(c for c in old.cells if c.cell_type == "code")
+    old.cells = [next(executed) if c.cell_type == "code" else c for c in new.cells]
+    return old
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefixes", nargs="*", help="only notebooks whose file names start with these")
     parser.add_argument("--check", action="store_true", help="execute only; write nothing; exit 1 on a failure")
+    parser.add_argument("--text", action="store_true",
+                        help="no execution: copy changed markdown into the .ipynb (refused if a code cell changed)")
     args = parser.parse_args(argv)
     paths = sources(args.prefixes)
     if not paths:
         print(f"no notebook sources match {args.prefixes}", file=sys.stderr)
         return 2
+    if args.text:
+        for source in paths:
+            try:
+                nbformat.write(update_text(source), source.with_suffix(".ipynb"))
+            except ValueError as err:
+                print(err, file=sys.stderr)
+                return 1
+            print(f"updated the markdown of {source.with_suffix('.ipynb').name}")
+        return 0
     passed, failed, total = 0, 0, 0.0
     for source in paths:
         start = time.perf_counter()

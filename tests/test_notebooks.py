@@ -31,7 +31,7 @@ def cells(nb) -> list:
 
 def test_there_are_notebooks_in_reading_order():
     assert [p.name[:2] for p in SOURCES] == [f"{i:02d}" for i in range(1, len(SOURCES) + 1)]
-    assert len(SOURCES) >= 3
+    assert len(SOURCES) >= 5
 
 
 def test_every_rendered_notebook_has_its_source():
