@@ -60,6 +60,9 @@ def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
             style = "o" if method.startswith("adapter") else "s" if method == "full" else "^"
             ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=style, capsize=3)
             ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for method, _, mean, _ in points[task]:
+            if method == "full":  # the reference the paper's Figure 3 measures everything against
+                ax.axhline(100 * mean, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("trained parameters (log)")
         ax.set_ylabel(f"dev {metric_names.get(task, 'metric')} (x100)")

@@ -102,6 +102,10 @@ def missing_runs(out: Path) -> list:
     return result
 
 
+def _percent(value: float) -> str:
+    return f"{value:.2f}" if value >= 0.01 else f"{value:.1g}"  # the head alone is 0.003%, not "0.00"
+
+
 def _pm(mean, sem, scale=100.0) -> str:
     return f"{scale * mean:.1f}" + (f" ± {scale * sem:.1f}" if sem is not None else "")
 
@@ -134,7 +138,7 @@ def write_report(out, figures: bool = True) -> list:
         rows = sorted((c for k, c in best.items() if k[0] == task), key=lambda c: -c["mean"])
         for c in rows:
             r0 = c["runs"][0]
-            share = f"{100 * r0['trainable'] / r0['pretrained']:.2f}%" if r0["pretrained"] else "?"
+            share = f"{_percent(100 * r0['trainable'] / r0['pretrained'])}%" if r0["pretrained"] else "?"
             per_epoch = [r["seconds_per_epoch"] for r in c["runs"] if r["seconds_per_epoch"]]
             lines.append(f"| {c['method']} | {r0['trainable']:,} | {share} | {_pm(c['mean'], c['sem'])} ({c['n']}) "
                          f"| {c['epochs']:g} | {c['lr']:g} | {c['tried']} | {np.mean(per_epoch):.0f} | "
