@@ -93,8 +93,9 @@ layer_boxes = [("x (B, T, D)", False), ("multi-head attention", False), ("dense 
                ("adapter", True), ("+ x (residual)", False), ("LayerNorm", True),
                ("dense D→F, GELU", False), ("dense F→D, dropout", False), ("adapter", True),
                ("+ (residual)", False), ("LayerNorm", True)]
-adapter_boxes = [("h = sub-layer output (D)", False), ("W_down h + b_down: D→M", True), ("f (GELU, tanh form)", False),
-                 ("W_up · + b_up: M→D", True), ("+ h (internal skip)", False), ("to residual + LayerNorm", False)]
+adapter_boxes = [("h = sub-layer output (D)", False), ("W_down h + b_down: D→M", True),
+                 ("f (GELU, tanh form)", False), ("W_up · + b_up: M→D", True), ("+ h (internal skip)", False),
+                 ("to residual + LayerNorm", False)]
 fig, ax = plt.subplots(figsize=(9, 6.4))
 ys = draw_stack(ax, 0, layer_boxes, "Transformer layer (post-LN)")
 skip(ax, 0, ys[0], ys[4])
@@ -232,7 +233,8 @@ slope = np.polyfit(np.log10(stds[small]), np.log10(change[small]), 1)[0]
 for s, c in zip(stds, change):
     print(f"std {s:8.1e}: relative change {c:.2e}")
 print(f"slope of log(change) against log(std) for std <= 1e-3: {slope:.2f}")
-print(f"original code's std 1e-3: {change[np.isclose(stds, 1e-3)][0]:.1e};  paper's std 1e-2: {change[np.isclose(stds, 1e-2)][0]:.1e}")
+print(f"original code's std 1e-3: {change[np.isclose(stds, 1e-3)][0]:.1e};  "
+      f"paper's std 1e-2: {change[np.isclose(stds, 1e-2)][0]:.1e}")
 
 probe = BottleneckAdapter(384, 64, init_std=1e-3, rng=np.random.default_rng(0))
 fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 1.4]})
@@ -294,9 +296,9 @@ for kind in ("adapter", "layer_norm", "head", "pooler", "base"):
 # %% [markdown]
 # Per layer and parameter group. The two weight matrices start with small gradients: W_up's gradient is
 # the upstream gradient times f(W_down h), and W_down's passes back through W_up, so each carries the
-# other's 10⁻³ init scale. b_up's gradient is the upstream gradient itself (summed over tokens), so b_up and
-# the LayerNorms have the large gradients at the first step; b_down's, like W_down's, passes through W_up. With W_up = 0 (the zero-init preset),
-# W_down's gradient would be exactly zero until W_up has moved.
+# other's 10⁻³ init scale. b_up's gradient is the upstream gradient itself (summed over tokens), so b_up
+# and the LayerNorms have the large gradients at the first step; b_down's, like W_down's, passes through
+# W_up. With W_up = 0 (the zero-init preset), W_down's gradient would be exactly zero until W_up has moved.
 
 # %%
 def group_of(name):

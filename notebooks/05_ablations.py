@@ -64,7 +64,7 @@ print(f"trained in {time.perf_counter() - start:.0f} s; dev accuracy with every 
 #
 # For L = 6 layers there are L(L + 1)/2 = 21 spans [i, j], 0 ≤ i ≤ j ≤ 5. For each, the adapters of
 # layers i..j are switched off and the rest kept, and the model is evaluated. To keep 22 evaluations
-# quick, on 400 dev sentences drawn at random (seed 0), the same 400 every time.
+# quick, on at most 400 dev sentences drawn at random (seed 0), the same ones every time.
 
 # %%
 L = model.config.num_hidden_layers
@@ -105,9 +105,9 @@ fig.tight_layout()
 # %% [markdown]
 # Read the heatmap as Figure 6: the diagonal is one layer's two adapters removed, the top-right corner all
 # of them. The cell below puts the paper's two observations next to this run's numbers: single layers
-# against all of them, the lower half against the upper half. One difference from the paper's corner:
-# with every adapter removed, the task's trained LayerNorms and head remain, and notebook 4's
-# LayerNorm-only run shows that they alone already move the model above the majority class.
+# against all of them, the lower half against the upper half. One difference from the paper's setting:
+# with every adapter removed, the task's trained LayerNorms and head remain (notebook 4's LayerNorm-only
+# run shows what those alone do), so the corner need not fall to the majority class.
 
 # %%
 half = L // 2
