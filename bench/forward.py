@@ -19,7 +19,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+
+from _timing import best_of, pin_threads
 
 
 def parse():
@@ -32,21 +33,10 @@ def parse():
     return p.parse_args()
 
 
-def best_of(fn, repeats):
-    fn()  # warm-up: first-call costs (lazy imports, first page faults) are not what we measure
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
 
 def main():
     args = parse()
-    # Thread count must be fixed before NumPy / torch load their BLAS.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    pin_threads(args.threads)  # before NumPy / torch load their BLAS
     import numpy as np
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))

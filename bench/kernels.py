@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
+
+from _timing import best_of, pin_threads
 
 
 def parse():
@@ -26,20 +27,10 @@ def parse():
     return p.parse_args()
 
 
-def best_of(fn, repeats):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
 
 def main():
     args = parse()
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before NumPy loads its BLAS
-        os.environ[var] = str(args.threads)
+    pin_threads(args.threads)  # before NumPy / torch load their BLAS
     import numpy as np
     from scipy.special import erf
 
