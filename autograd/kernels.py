@@ -15,6 +15,9 @@ cache, and write each result straight into its output array (`out=`) instead of 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 BLOCK = 1 << 17  # elements per block: 512 KB per float32 temporary, so a block and its temporaries stay cached
@@ -23,12 +26,11 @@ _SQRT_2 = float(np.sqrt(2.0))  # Python floats: NumPy keeps a float32 array floa
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 
 
-def flat_blocks(*arrays):
+def flat_blocks(*arrays) -> list:
     """Matching flat blocks of equally shaped arrays. An output must be C-contiguous (np.empty) so that its
     flattened blocks are views that the kernel writes into, not copies."""
     flat = [a.reshape(-1) for a in arrays]
-    for start in range(0, flat[0].size, BLOCK):
-        yield tuple(f[start:start + BLOCK] for f in flat)
+    return [tuple(f[start:start + BLOCK] for f in flat) for start in range(0, flat[0].size, BLOCK)]
 
 
 def leading_blocks(x):
@@ -36,6 +38,52 @@ def leading_blocks(x):
     reduces along a later axis, so that every reduction sees whole rows."""
     step = max(1, BLOCK // max(1, x[0].size))
     return [slice(i, i + step) for i in range(0, len(x), step)]
+
+
+# ---- blocks over threads --------------------------------------------------------------------------------------
+def _default_threads() -> int:
+    """The BLAS thread budget when the environment sets one (so `OPENBLAS_NUM_THREADS=1` means one thread
+    everywhere), else the cores this process may run on."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+_threads = _default_threads()
+_pool = None
+
+
+def set_threads(n: int):
+    """Run the kernels' blocks on n threads (1: in the calling thread). Default: see `_default_threads`."""
+    global _threads
+    if not (isinstance(n, int) and n >= 1):
+        raise ValueError(f"threads must be an integer >= 1, got {n!r}")
+    _threads = n
+
+
+def get_threads() -> int:
+    return _threads
+
+
+def for_each(work, blocks):
+    """work(block) for every block, spread over `get_threads()` threads.
+
+    Why threads help: NumPy releases the GIL inside each ufunc and reduction loop, so two blocks really run
+    at the same time on two cores; only the Python lines between the NumPy calls take turns. Each block
+    writes its own part of the output, computed exactly as in one thread, so the result does not depend on
+    the thread count.
+    """
+    global _pool
+    if _threads == 1 or len(blocks) == 1:
+        for block in blocks:
+            work(block)
+        return
+    if _pool is None or _pool._max_workers != _threads:
+        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="autograd-kernels")
+    for _ in _pool.map(work, blocks):  # re-raises the first error of any block
+        pass
 
 
 # ---- erfc and exact GELU ------------------------------------------------------------------------------------
@@ -82,13 +130,17 @@ def gelu_f32(x: np.ndarray) -> np.ndarray:
     Accuracy: |x|/2 times erfc's error (1.5e-7 absolute, plus float32 rounding), plus a few roundings of y.
     """
     y = np.empty(x.shape, x.dtype)
-    for xb, yb in flat_blocks(x, y):
+
+    def block(b):
+        xb, yb = b
         a = _abs_u(xb)
         poly, e = erfc_factors(a, scale=-1 / _SQRT_2)
         e *= poly
         e *= a  # -|x|/2 erfc(|u|) = -|u| erfc(|u|) / sqrt 2
         np.maximum(xb, 0.0, out=yb)
         yb += e
+
+    for_each(block, flat_blocks(x, y))
     return y
 
 
@@ -99,7 +151,9 @@ def gelu_grad_f32(x: np.ndarray, g: np.ndarray) -> np.ndarray:
     Accuracy: Phi carries half of erfc's error (below 0.75e-7 plus float32 rounding), x phi(x) a few roundings.
     """
     dx = np.empty(x.shape, x.dtype)
-    for xb, gb, db in flat_blocks(x, g, dx):
+
+    def block(b):
+        xb, gb, db = b
         poly, e = erfc_factors(_abs_u(xb))  # e = exp(-u^2) = exp(-x^2 / 2)
         poly *= e
         np.subtract(1.0, poly, out=poly)
@@ -110,7 +164,29 @@ def gelu_grad_f32(x: np.ndarray, g: np.ndarray) -> np.ndarray:
         e *= np.float32(1 / _SQRT_2PI)  # x phi(x)
         e += poly
         np.multiply(gb, e, out=db)
+
+    for_each(block, flat_blocks(x, g, dx))
     return dx
+
+
+# ---- dropout ----------------------------------------------------------------------------------------------------
+def masked_scale_f32(x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
+    """x * keep * scale in float32 (dropout's forward and backward), block by block.
+
+    Why: written as one expression it makes a float32 temporary for the scaled x and a second pass to apply the
+    boolean mask over the whole array; here both passes run on a cached block, straight into the output.
+    Accuracy: the reference formula itself, in float32.
+    """
+    y = np.empty(x.shape, x.dtype)
+    s = np.float32(scale)
+
+    def block(b):
+        xb, kb, yb = b
+        np.multiply(xb, s, out=yb)
+        yb *= kb
+
+    for_each(block, flat_blocks(x, keep, y))
+    return y
 
 
 # ---- softmax with a fused additive mask -----------------------------------------------------------------------
@@ -124,12 +200,15 @@ def softmax_f32(x: np.ndarray, axis: int, mask: np.ndarray | None = None) -> np.
     """
     y = np.empty(x.shape, x.dtype)
     axis = axis % max(1, x.ndim)
-    for rows in leading_blocks(x) if axis != 0 else [...]:  # the whole array when reducing along axis 0
+
+    def block(rows):
         yb = y[rows]  # a view: every step below writes into y
         zb = x[rows] if mask is None else np.add(x[rows], mask[rows], out=yb)
         np.subtract(zb, zb.max(axis=axis, keepdims=True), out=yb)
         np.exp(yb, out=yb)
         yb /= yb.sum(axis=axis, keepdims=True)
+
+    for_each(block, leading_blocks(x) if axis != 0 else [...])  # the whole array when reducing along axis 0
     return y
 
 
@@ -137,12 +216,15 @@ def softmax_grad_f32(y: np.ndarray, g: np.ndarray, axis: int) -> np.ndarray:
     """dx = y * (g - sum(g * y, axis)) in float32, by blocks of leading rows (why: as `softmax_f32`)."""
     dx = np.empty(y.shape, y.dtype)
     axis = axis % max(1, y.ndim)
-    for rows in leading_blocks(y) if axis != 0 else [...]:
+
+    def block(rows):
         db, yb = dx[rows], y[rows]
         np.multiply(g[rows], yb, out=db)
         s = db.sum(axis=axis, keepdims=True)
         np.subtract(g[rows], s, out=db)
         db *= yb
+
+    for_each(block, leading_blocks(y) if axis != 0 else [...])
     return dx
 
 
@@ -158,7 +240,8 @@ def layer_norm_f32(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: flo
     y = np.empty(x.shape, x.dtype)
     xhat = np.empty(x.shape, x.dtype) if keep else None
     rstd = np.empty(x.shape[:-1] + (1,), x.dtype) if keep else None
-    for rows in leading_blocks(x) if x.ndim > 1 else [...]:
+
+    def block(rows):
         xb = x[rows]
         xc = xb - xb.mean(axis=-1, keepdims=True)
         rb = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + eps)
@@ -167,6 +250,8 @@ def layer_norm_f32(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: flo
         y[rows] += bias
         if keep:
             xhat[rows], rstd[rows] = xc, rb
+
+    for_each(block, leading_blocks(x) if x.ndim > 1 else [...])
     return y, xhat, rstd
 
 
@@ -174,12 +259,15 @@ def layer_norm_grad_f32(xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray, 
     """LayerNorm's dx = rstd * (gx - mean(gx) - xhat * mean(gx * xhat)), gx = g * w, in float32, by blocks of
     rows (why: as `layer_norm_f32`)."""
     dx = np.empty(xhat.shape, xhat.dtype)
-    for rows in leading_blocks(xhat) if xhat.ndim > 1 else [...]:
+
+    def block(rows):
         gx, xb = g[rows] * weight, xhat[rows]
         dxb = gx - gx.mean(-1, keepdims=True)
         gx *= xb
         dxb -= xb * gx.mean(-1, keepdims=True)
         np.multiply(rstd[rows], dxb, out=dx[rows])
+
+    for_each(block, leading_blocks(xhat) if xhat.ndim > 1 else [...])
     return dx
 
 

@@ -185,7 +185,8 @@ class Tensor:
         `grad` defaults to 1 for a single-element tensor. Nodes are visited in reverse topological order
         found by an iterative depth-first search (no recursion limit); parents are visited in argument
         order, so the order of accumulation, and hence every bit of the result, is deterministic.
-        Unless `retain_graph`, saved activations are released as soon as they have been used.
+        Unless `retain_graph`, each node lets go of its saved activations and of its inputs as soon as its
+        backward has run, so intermediate results nobody else holds are freed during the pass, not after it.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad (no input required grad, "
@@ -199,7 +200,9 @@ class Tensor:
             raise ValueError(f"grad has shape {grad.shape}, expected {self.shape}")
 
         grads = {id(self): grad}
-        for node in reversed(self._topological_order()):
+        order = self._topological_order()
+        while order:
+            node = order.pop()  # reverse topological order; popped, so the list keeps nothing alive
             g = grads.pop(id(node), None)
             if g is None:
                 continue
@@ -214,6 +217,7 @@ class Tensor:
                 input_grads = (input_grads,)
             if not retain_graph:
                 ctx.saved = None
+                node._node = (fn, ctx, ())  # keeps the "second time" error; frees inputs nobody else holds
             for x, gx in zip(inputs, input_grads):
                 if gx is None or not x.requires_grad:
                     continue

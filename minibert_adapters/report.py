@@ -175,7 +175,9 @@ def write_report(out, figures: bool = True) -> list:
     path = out / "RESULTS.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     (out / "results.json").write_text(json.dumps(
-        [{k: v for k, v in c.items() if k != "runs"} | {"seeds": [r["seed"] for r in c["runs"]]}
+        [{k: v for k, v in c.items() if k != "runs"} | {"seeds": [r["seed"] for r in c["runs"]],
+                                                          "trainable": c["runs"][0]["trainable"],
+                                                          "pretrained": c["runs"][0]["pretrained"]}
          for c in best.values()], indent=2) + "\n", encoding="utf-8")
     return [path, out / "results.json", *written]
 

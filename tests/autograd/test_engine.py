@@ -3,6 +3,7 @@
 on a small model."""
 
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -223,6 +224,19 @@ def test_backward_releases_saved_activations():
     assert len(contexts) >= 5 and any(ctx.saved for ctx in contexts)  # matmul, gelu, indexing, layer norm, exp, sum
     y.backward()
     assert all(ctx.saved is None for ctx in contexts)  # nothing kept alive once used
+
+
+def test_backward_frees_intermediate_results_nobody_holds():
+    x = Tensor(np.array([[0.5, -1.0], [2.0, 0.1]]), requires_grad=True)
+    h = F.gelu(x @ x)
+    alive = weakref.ref(h)
+    y = h.exp().sum()
+    del h  # only the graph holds it now
+    assert alive() is not None
+    y.backward()
+    assert alive() is None  # y is still referenced, but no longer keeps the graph behind it
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
 
 
 def test_backward_checks_its_upstream_gradient():

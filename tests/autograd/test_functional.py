@@ -354,6 +354,17 @@ def test_dropout_on_drawn_shapes(shape, p, seed):
     check_grads(lambda x: F.dropout(x, p, True, np.random.default_rng(seed)), x)
 
 
+def test_float32_dropout_draws_float32_uniforms_and_keeps_float32():
+    x = Tensor(np.random.default_rng(3).standard_normal((6, 7)).astype(np.float32), requires_grad=True)
+    y = F.dropout(x, 0.25, True, np.random.default_rng(4))
+    keep = np.random.default_rng(4).random((6, 7), dtype=np.float32) >= 0.25  # the documented draw
+    assert 0 < keep.sum() < keep.size
+    np.testing.assert_array_equal(y.data, np.where(keep, x.data * np.float32(1 / 0.75), 0))
+    y.backward(np.ones((6, 7), np.float32))
+    assert y.dtype == x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad, np.where(keep, np.float32(1 / 0.75), 0))
+
+
 def test_gelu_rejects_an_unknown_approximation():
     with pytest.raises(ValueError, match="approximate"):
         F.gelu(leaf(np.ones(2)), approximate="sigmoid")

@@ -243,6 +243,17 @@ def test_layer_norm_grad_f32_against_float64(block, shape):
     assert_within(dx, ref, rstd64 * EPS32 * k * terms + EPS32 * np.abs(ref))
 
 
+# ---- dropout -----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("block, shape", CASES, ids=case_ids, indirect=["block"])
+def test_masked_scale_f32_is_exactly_x_times_scale_then_mask(block, shape):
+    rng = np.random.default_rng(15)
+    x, keep = draw(15, shape), rng.random(shape) >= 0.3
+    y = kernels.masked_scale_f32(x, keep, 1 / 0.7)
+    # one float32 rounding of x * s, then an exact multiplication by 0 or 1: the float32 formula bit for bit
+    np.testing.assert_array_equal(y, np.where(keep, x * np.float32(1 / 0.7), np.float32(0)))
+    assert y.dtype == np.float32
+
+
 # ---- matmul -------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape_a, shape_b", [
     ((2, 3, 5, 4), (2, 3, 4, 6)),  # batched, both batch axes
@@ -268,6 +279,38 @@ def test_matmul_f32_gives_exactly_a_at_b(shape_a, shape_b, b_layout):
     assert_within(y, a64 @ b64, shape_a[-1] * EPS32 * (np.abs(a64) @ np.abs(b64)))
 
 
+# ---- threads -------------------------------------------------------------------------------------------------------
+def test_kernels_give_the_same_bits_on_any_thread_count(monkeypatch):
+    monkeypatch.setattr(kernels, "BLOCK", 64)  # many blocks, so several threads really share the work
+    x, g = draw(16, (6, 5, 40)), draw(17, (6, 5, 40))
+    w, b = draw(18, (40,)), draw(19, (40,))
+    keep = np.random.default_rng(20).random(x.shape) >= 0.5
+    mask = np.where(np.arange(40) < 30, 0.0, -1e30).astype(np.float32) + np.zeros_like(x)
+
+    def everything():
+        y, xhat, rstd = kernels.layer_norm_f32(x, w, b, 1e-12, True)
+        sm = kernels.softmax_f32(x, -1, mask)
+        return [kernels.gelu_f32(x), kernels.gelu_grad_f32(x, g), sm, kernels.softmax_grad_f32(sm, g, -1),
+                y, xhat, rstd, kernels.layer_norm_grad_f32(xhat, rstd, w, g), kernels.masked_scale_f32(x, keep, 2.0)]
+
+    before = kernels.get_threads()
+    try:
+        kernels.set_threads(1)
+        one = everything()
+        kernels.set_threads(3)
+        three = everything()
+    finally:
+        kernels.set_threads(before)
+    for a, b in zip(one, three):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_kernel_thread_count_must_be_a_positive_integer():
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ValueError, match="threads"):
+            kernels.set_threads(bad)
+
+
 # ---- which Function uses which kernel ---------------------------------------------------------------------------
 def _ln(x):
     d = x.shape[-1]
@@ -280,9 +323,10 @@ DISPATCH = {  # name: (call on x of shape (2, 3, 4, 4), the kernels its forward 
     "softmax": (lambda x: F.softmax(x, -1, mask=np.array([0.0, 0.0, 0.0, -1e9])), {"softmax_f32", "softmax_grad_f32"}),
     "layer_norm": (_ln, {"layer_norm_f32", "layer_norm_grad_f32"}),
     "matmul": (lambda x: x @ x.swapaxes(-1, -2), {"matmul_f32"}),
+    "dropout": (lambda x: F.dropout(x, 0.5, True, np.random.default_rng(0)), {"masked_scale_f32"}),
 }
 KERNELS = ["gelu_f32", "gelu_grad_f32", "softmax_f32", "softmax_grad_f32", "layer_norm_f32", "layer_norm_grad_f32",
-           "matmul_f32"]
+           "matmul_f32", "masked_scale_f32"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

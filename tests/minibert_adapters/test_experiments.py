@@ -192,6 +192,7 @@ def test_the_report_writes_the_table_every_run_and_what_is_missing(tmp_path):
     assert "runs/sst2/adapter-8/lr0.001-ep2-seed0\n" not in text  # complete: not listed as missing
     results = json.loads((tmp_path / "results.json").read_text())
     assert {(r["task"], r["method"], r["n"]) for r in results} == {("sst2", "adapter-8", 2), ("cola", "full", 1)}
+    assert all(r["trainable"] == 1000 and r["pretrained"] == 100_000 for r in results)
 
 
 def test_the_report_draws_the_figures_when_matplotlib_is_there(tmp_path):
