@@ -102,6 +102,13 @@ def relu(x: Tensor) -> Tensor:
     return Relu.apply(x)
 
 
+def _erf(u: np.ndarray) -> np.ndarray:
+    """scipy's erf(u) in u's dtype; float64 blocks over the kernel threads (`kernels.map_blocks`, same bits)."""
+    if u.dtype == np.float64:
+        return kernels.map_blocks(erf, u)
+    return erf(u).astype(u.dtype, copy=False)
+
+
 class Gelu(Function):
     """GELU: the exact form (approximate="none") or its tanh approximation (approximate="tanh").
 
@@ -113,8 +120,9 @@ class Gelu(Function):
     Convention: BERT's "gelu" is the exact form; "gelu_new" / "gelu_pytorch_tanh" (and Houlsby2019's
     original code) use the tanh form.
     Float32: the exact form runs `kernels.gelu_f32` / `kernels.gelu_grad_f32` (erfc by Abramowitz & Stegun,
-    absolute error below 1.5e-7); every other dtype uses scipy's erf (cast back to x's dtype: scipy computes a
-    float16 erf in float32).
+    absolute error below 1.5e-7), the tanh form `kernels.gelu_tanh_f32` / `kernels.gelu_tanh_grad_f32`; every
+    other dtype runs the formulas above, the exact form with scipy's erf (cast back to x's dtype: scipy computes
+    a float16 erf in float32).
     """
 
     @staticmethod
@@ -123,22 +131,26 @@ class Gelu(Function):
             raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
         ctx.save_for_backward(x)
         if approximate == "tanh":
+            if x.dtype == np.float32:
+                return kernels.gelu_tanh_f32(x)
             t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
             return 0.5 * x * (1.0 + t)
         if x.dtype == np.float32:
             return kernels.gelu_f32(x)
-        return 0.5 * x * (1.0 + erf(x / _SQRT_2).astype(x.dtype, copy=False))
+        return 0.5 * x * (1.0 + _erf(x / _SQRT_2))
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved
         if ctx.options.get("approximate", "none") == "tanh":
+            if x.dtype == g.dtype == np.float32:
+                return kernels.gelu_tanh_grad_f32(x, g)
             t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
             du = _SQRT_2_OVER_PI * (1.0 + 3 * 0.044715 * x * x)
             return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
         if x.dtype == g.dtype == np.float32:
             return kernels.gelu_grad_f32(x, g)
-        cdf = 0.5 * (1.0 + erf(x / _SQRT_2).astype(x.dtype, copy=False))
+        cdf = 0.5 * (1.0 + _erf(x / _SQRT_2))
         pdf = np.exp(-0.5 * x * x) / _SQRT_2PI
         return g * (cdf + x * pdf)
 

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-BLOCK = 1 << 17  # elements per block: 512 KB per float32 temporary, so a block and its temporaries stay cached
+BLOCK = 1 << 18  # elements per block: 1 MB per float32 temporary, so a block and its temporaries stay in L2
 
 _SQRT_2 = float(np.sqrt(2.0))  # Python floats: NumPy keeps a float32 array float32
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
@@ -84,6 +84,20 @@ def for_each(work, blocks):
         _pool = ThreadPoolExecutor(_threads, thread_name_prefix="autograd-kernels")
     for _ in _pool.map(work, blocks):  # re-raises the first error of any block
         pass
+
+
+def map_blocks(fn, x: np.ndarray) -> np.ndarray:
+    """fn(x) for an elementwise ufunc `fn`, computed block by block over the kernel threads: the same values bit
+    for bit, in x's dtype. Why: scipy's erf is a scalar loop; the float64 GELU of the reference formula spends
+    most of its time there, and two cores halve it."""
+    y = np.empty(x.shape, x.dtype)
+
+    def block(b):
+        xb, yb = b
+        fn(xb, out=yb)
+
+    for_each(block, flat_blocks(x, y))
+    return y
 
 
 # ---- erfc and exact GELU ------------------------------------------------------------------------------------
@@ -164,6 +178,62 @@ def gelu_grad_f32(x: np.ndarray, g: np.ndarray) -> np.ndarray:
         e *= np.float32(1 / _SQRT_2PI)  # x phi(x)
         e += poly
         np.multiply(gb, e, out=db)
+
+    for_each(block, flat_blocks(x, g, dx))
+    return dx
+
+
+# ---- GELU, tanh form ----------------------------------------------------------------------------------------------
+_C = float(np.sqrt(2.0 / np.pi))
+_K = 0.044715
+
+
+def gelu_tanh_f32(x: np.ndarray) -> np.ndarray:
+    """y = x/2 (1 + t),  t = tanh(u),  u = c x (1 + k x^2),  c = sqrt(2/pi), k = 0.044715, in float32, by blocks.
+
+    Why: the reference formula makes seven full-size temporaries (x**3 among them, a slow power); here a block
+    goes through them in cache, written into y. Accuracy: u carries about four roundings, tanh two ulps; see
+    tests/autograd/test_kernels.py for the bound.
+    """
+    y = np.empty(x.shape, x.dtype)
+
+    def block(b):
+        xb, yb = b
+        np.multiply(xb, xb, out=yb)
+        yb *= np.float32(_C * _K)
+        yb += np.float32(_C)
+        yb *= xb  # u
+        np.tanh(yb, out=yb)
+        yb += 1.0
+        yb *= xb
+        yb *= 0.5
+
+    for_each(block, flat_blocks(x, y))
+    return y
+
+
+def gelu_tanh_grad_f32(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """dx = g * ((1 + t)/2 + x/2 (1 - t^2) du),  du = c (1 + 3 k x^2), t as in `gelu_tanh_f32`, by blocks."""
+    dx = np.empty(x.shape, x.dtype)
+
+    def block(b):
+        xb, gb, db = b
+        x2 = xb * xb
+        t = x2 * np.float32(_C * _K)
+        t += np.float32(_C)
+        t *= xb
+        np.tanh(t, out=t)
+        x2 *= np.float32(3 * _C * _K)
+        x2 += np.float32(_C)  # du
+        x2 *= xb
+        x2 *= 0.5  # x/2 du
+        np.multiply(t, t, out=db)
+        np.subtract(1.0, db, out=db)  # 1 - t^2
+        db *= x2
+        t += 1.0
+        t *= 0.5
+        db += t
+        db *= gb
 
     for_each(block, flat_blocks(x, g, dx))
     return dx
@@ -269,17 +339,3 @@ def layer_norm_grad_f32(xhat: np.ndarray, rstd: np.ndarray, weight: np.ndarray, 
 
     for_each(block, leading_blocks(xhat) if xhat.ndim > 1 else [...])
     return dx
-
-
-# ---- batched matmul -------------------------------------------------------------------------------------------
-def matmul_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b, with a batched b whose rows are strided (K^T in attention, a transposed view) copied to C order
-    first.
-
-    Why: np.matmul hands BLAS one small GEMM per batch entry, and some OpenBLAS builds run that loop markedly
-    slower on the strided layout than on a contiguous copy, copy included (`python bench/kernels.py` prints
-    both on the machine at hand). The values are the same products and sums as a @ b.
-    """
-    if b.ndim > 2 and b.strides[-1] != b.itemsize:
-        b = np.ascontiguousarray(b)
-    return a @ b

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograd import kernels
 from autograd.tensor import Function, Tensor, unbroadcast
 
 
@@ -99,14 +98,11 @@ class MatMul(Function):
 
     A 1-D operand is treated as a row (a) or column (b) vector, as NumPy does, and its gradient is
     reshaped back.
-    Float32: runs `kernels.matmul_f32`, the same product with a batched strided b made contiguous first.
     """
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        if a.dtype == b.dtype == np.float32:
-            return kernels.matmul_f32(a, b)
         return a @ b
 
     @staticmethod

@@ -114,6 +114,48 @@ def test_gelu_grad_f32_against_exact_gelu_gradient_in_float64(block, shape):
     assert_within(dx, ref, np.abs(g64) * per_unit_g + EPS32 * np.abs(ref))
 
 
+# ---- GELU, tanh form -----------------------------------------------------------------------------------------------
+def _tanh_form(x64):
+    c, k = np.sqrt(2.0 / np.pi), 0.044715
+    u = c * (x64 + k * x64**3)
+    t = np.tanh(u)
+    return u, t, c * (1.0 + 3 * k * x64 * x64)
+
+
+def _tanh_error(u, t):
+    """Bound on |t32 - tanh(u)|: u carries four roundings (relative 2 EPS32 |u|), which tanh scales by its slope
+    1 - t^2, and float32 tanh is within two ulps (2 EPS32 for |t| <= 1)."""
+    return (1.0 - t * t) * 2 * EPS32 * np.abs(u) + 2 * EPS32
+
+
+@pytest.mark.parametrize("block, shape", CASES, ids=case_ids, indirect=["block"])
+def test_gelu_tanh_f32_against_the_tanh_formula_in_float64(block, shape):
+    x = draw(4, shape)
+    x64 = x.astype(np.float64)
+    u, t, _ = _tanh_form(x64)
+    ref = 0.5 * x64 * (1.0 + t)
+    y = kernels.gelu_tanh_f32(x)
+    assert y.dtype == np.float32 and y.shape == shape
+    # x/2 times t's error, then three roundings of y's steps (1 + t, times x, times 1/2: exact)
+    assert_within(y, ref, 0.5 * np.abs(x64) * (_tanh_error(u, t) + 2 * EPS32 * (1.0 + t)) + EPS32 * np.abs(ref))
+
+
+@pytest.mark.parametrize("block, shape", CASES, ids=case_ids, indirect=["block"])
+def test_gelu_tanh_grad_f32_against_the_tanh_formula_in_float64(block, shape):
+    x, g = draw(5, shape), draw(6, shape)
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    u, t, du = _tanh_form(x64)
+    a, b = 0.5 * (1.0 + t), 0.5 * x64 * (1.0 - t * t) * du
+    ref = g64 * (a + b)
+    dx = kernels.gelu_tanh_grad_f32(x, g)
+    assert dx.dtype == np.float32 and dx.shape == shape
+    # t's error moves (1 + t)/2 by half of it and 1 - t^2 by 2|t| times it (plus one rounding of t^2, EPS32 / 2);
+    # x/2 du carries four roundings; every other step one each (relative to the terms' magnitudes).
+    dt = _tanh_error(u, t)
+    per_unit_g = 0.5 * dt + 0.5 * np.abs(x64) * du * (2 * np.abs(t) * dt + EPS32 / 2) + 4 * EPS32 * (a + np.abs(b))
+    assert_within(dx, ref, np.abs(g64) * per_unit_g + EPS32 * np.abs(ref))
+
+
 # ---- softmax with an additive mask ------------------------------------------------------------------------------
 def softmax_reference(z, axis):
     e = np.exp(z - z.max(axis=axis, keepdims=True))
@@ -254,29 +296,16 @@ def test_masked_scale_f32_is_exactly_x_times_scale_then_mask(block, shape):
     assert y.dtype == np.float32
 
 
-# ---- matmul -------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("shape_a, shape_b", [
-    ((2, 3, 5, 4), (2, 3, 4, 6)),  # batched, both batch axes
-    ((4, 12, 33, 16), (4, 12, 16, 33)),  # attention's q @ k^T: (B, H, T, Dh) @ (B, H, Dh, T)
-    ((5, 7, 3), (3, 2)),  # a 2-D b broadcast over the batch
-    ((7, 3), (3, 9)),
-])
-@pytest.mark.parametrize("b_layout", ["transposed view", "C order"])
-def test_matmul_f32_gives_exactly_a_at_b(shape_a, shape_b, b_layout):
-    rng = np.random.default_rng(12)
-    a = rng.standard_normal(shape_a).astype(np.float32)
-    if b_layout == "transposed view":  # rows strided: the layout the kernel copies when b is batched
-        b = rng.standard_normal(shape_b[:-2] + shape_b[:-3:-1]).astype(np.float32).swapaxes(-1, -2)
-        assert b.strides[-1] != b.itemsize
-    else:
-        b = rng.standard_normal(shape_b).astype(np.float32)
-    before = b.copy()
-    y = kernels.matmul_f32(a, b)
-    np.testing.assert_array_equal(y, a @ b)  # the same products and sums: identical bits
-    np.testing.assert_array_equal(b, before)
-    # and the float32 GEMM bound against float64: K roundings of the sum of |a_ik b_kj|
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    assert_within(y, a64 @ b64, shape_a[-1] * EPS32 * (np.abs(a64) @ np.abs(b64)))
+def test_map_blocks_gives_the_ufuncs_own_bits(monkeypatch):
+    monkeypatch.setattr(kernels, "BLOCK", 100)
+    x = draw(21, (7, 300)).astype(np.float64)
+    before = kernels.get_threads()
+    try:
+        for n in (1, 2):
+            kernels.set_threads(n)
+            np.testing.assert_array_equal(kernels.map_blocks(erf, x), erf(x))
+    finally:
+        kernels.set_threads(before)
 
 
 # ---- threads -------------------------------------------------------------------------------------------------------
@@ -290,7 +319,8 @@ def test_kernels_give_the_same_bits_on_any_thread_count(monkeypatch):
     def everything():
         y, xhat, rstd = kernels.layer_norm_f32(x, w, b, 1e-12, True)
         sm = kernels.softmax_f32(x, -1, mask)
-        return [kernels.gelu_f32(x), kernels.gelu_grad_f32(x, g), sm, kernels.softmax_grad_f32(sm, g, -1),
+        return [kernels.gelu_f32(x), kernels.gelu_grad_f32(x, g), kernels.gelu_tanh_f32(x),
+                kernels.gelu_tanh_grad_f32(x, g), sm, kernels.softmax_grad_f32(sm, g, -1),
                 y, xhat, rstd, kernels.layer_norm_grad_f32(xhat, rstd, w, g), kernels.masked_scale_f32(x, keep, 2.0)]
 
     before = kernels.get_threads()
@@ -319,14 +349,13 @@ def _ln(x):
 
 DISPATCH = {  # name: (call on x of shape (2, 3, 4, 4), the kernels its forward and backward use for float32)
     "gelu": (F.gelu, {"gelu_f32", "gelu_grad_f32"}),
-    "gelu tanh": (lambda x: F.gelu(x, "tanh"), set()),
+    "gelu tanh": (lambda x: F.gelu(x, "tanh"), {"gelu_tanh_f32", "gelu_tanh_grad_f32"}),
     "softmax": (lambda x: F.softmax(x, -1, mask=np.array([0.0, 0.0, 0.0, -1e9])), {"softmax_f32", "softmax_grad_f32"}),
     "layer_norm": (_ln, {"layer_norm_f32", "layer_norm_grad_f32"}),
-    "matmul": (lambda x: x @ x.swapaxes(-1, -2), {"matmul_f32"}),
     "dropout": (lambda x: F.dropout(x, 0.5, True, np.random.default_rng(0)), {"masked_scale_f32"}),
 }
 KERNELS = ["gelu_f32", "gelu_grad_f32", "softmax_f32", "softmax_grad_f32", "layer_norm_f32", "layer_norm_grad_f32",
-           "matmul_f32", "masked_scale_f32"]
+           "masked_scale_f32", "gelu_tanh_f32", "gelu_tanh_grad_f32"]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
