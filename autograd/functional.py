@@ -36,14 +36,14 @@ class Linear(Function):
     dx = g @ W,   dW = g^T x summed over all leading axes,   db = g summed over all leading axes.
     Why fused: written as `x @ W.T` the weight gradient would be a batched (B, I, O) product summed
     afterwards; here it is one (O, N) @ (N, I) matmul with N = all leading axes flattened, and it is
-    skipped entirely when W is frozen.
+    skipped entirely when W is frozen. Every product is `kernels.matmul`, a @ b split over the kernel threads.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         # Flattening the leading axes makes this one large GEMM instead of one small GEMM per batch row.
-        y = x.reshape(-1, x.shape[-1]) @ weight.T  # (N, I) @ (I, O) -> (N, O), N = all leading axes
+        y = kernels.matmul(x.reshape(-1, x.shape[-1]), weight.T)  # (N, I) @ (I, O) -> (N, O), N = leading axes
         if bias is not None:
             y += bias
         return y.reshape(x.shape[:-1] + (weight.shape[0],))  # (N, O) -> (..., O)
@@ -55,9 +55,9 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])  # (..., O) -> (N, O)
         dx = dw = db = None
         if needs[0]:
-            dx = (g2 @ weight).reshape(x.shape)  # (N, O) @ (O, I) -> (N, I) -> (..., I)
+            dx = kernels.matmul(g2, weight).reshape(x.shape)  # (N, O) @ (O, I) -> (N, I) -> (..., I)
         if needs[1]:
-            dw = g2.T @ x.reshape(-1, x.shape[-1])  # (O, N) @ (N, I) -> (O, I)
+            dw = kernels.matmul(g2.T, x.reshape(-1, x.shape[-1]))  # (O, N) @ (N, I) -> (O, I)
         if len(needs) > 2 and needs[2]:
             db = g2.sum(axis=0)  # (N, O) -> (O,)
         return (dx, dw, db) if len(needs) > 2 else (dx, dw)

@@ -56,7 +56,8 @@ _pool = None
 
 
 def set_threads(n: int):
-    """Run the kernels' blocks on n threads (1: in the calling thread). Default: see `_default_threads`."""
+    """Run the kernels' blocks and matrix products on n threads (1: in the calling thread, with BLAS's own
+    threads for products). Default: see `_default_threads`."""
     global _threads
     if not (isinstance(n, int) and n >= 1):
         raise ValueError(f"threads must be an integer >= 1, got {n!r}")
@@ -97,6 +98,79 @@ def map_blocks(fn, x: np.ndarray) -> np.ndarray:
         fn(xb, out=yb)
 
     for_each(block, flat_blocks(x, y))
+    return y
+
+
+# ---- memory ---------------------------------------------------------------------------------------------------
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks for reuse instead of giving them back to the OS; True if it could.
+
+    Why: a training step allocates and frees hundreds of activation arrays of several MB. By default glibc serves
+    each from fresh memory-mapped pages and unmaps them on free, so the next step's arrays page-fault in again (a
+    cost of the first write to every 4 KB page). PyTorch avoids this with its own caching allocator; here the
+    same effect comes from two malloc settings (M_TRIM_THRESHOLD and M_MMAP_THRESHOLD at 1 GiB). The process
+    then keeps its peak memory until it exits. It changes the whole process, so the engine never calls it on its
+    own: the `minibert` command does, and a program can. Does nothing (False) where malloc is not glibc's.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    return bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_mmap_threshold, 1 << 30))
+
+
+# ---- matrix products ---------------------------------------------------------------------------------------------
+_blas = None
+MIN_SPLIT = 1 << 22  # multiply-adds below which a product runs whole: a thread hand-off costs more than it saves
+
+
+def _one_blas_thread():
+    """A context in which BLAS runs on the calling thread only (threadpoolctl; about 4 microseconds)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas")
+    return _blas.limit(limits=1)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (np.matmul's rules), with the work split over the kernel threads.
+
+    With one thread this is a @ b, and BLAS uses its own threads. With n threads the output's first axis (the
+    rows of a 2-D product, the batch axis of a batched one) is cut into n parts, each computed by a one-thread
+    BLAS call in its own thread, into its part of the output.
+    Why: OpenBLAS leaves its worker threads spinning for a while after every product, so a kernel that runs on
+    two threads right after a BLAS call finds the second core busy and gains nothing; with one pool of threads
+    for products and kernels alike (as PyTorch's OpenMP), no thread spins while another works.
+    The split cuts rows (or batch entries), never the summed axis: each output element is the same K products
+    summed by BLAS, within the same rounding bound as the whole product. The order BLAS sums them in may depend
+    on a part's size, so the last bits may differ between thread counts (as they do between BLAS's own thread
+    counts); with the same thread count they are the same on every run.
+    """
+    if _threads == 1 or a.ndim < 2 or b.ndim < 2:
+        return a @ b
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    if a.shape[-1] != b.shape[-2]:
+        return a @ b  # let NumPy raise its own error
+    with _one_blas_thread():
+        if shape[0] < 2 or np.prod(shape, dtype=np.float64) * a.shape[-1] < MIN_SPLIT:
+            return a @ b
+        y = np.empty(shape, np.result_type(a, b))
+        if a.ndim == 2 and b.ndim == 2:  # rows of a
+            def part(rows):
+                np.matmul(a[rows], b, out=y[rows])
+        else:  # batch entries; an operand without that axis (or with size 1 there) is shared
+            def cut(m, rows):
+                return m[rows] if m.ndim == len(shape) and m.shape[0] == shape[0] else m
+
+            def part(rows):
+                np.matmul(cut(a, rows), cut(b, rows), out=y[rows])
+        step = -(-shape[0] // _threads)
+        for_each(part, [slice(i, i + step) for i in range(0, shape[0], step)])
     return y
 
 

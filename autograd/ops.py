@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from autograd import kernels
 from autograd.tensor import Function, Tensor, unbroadcast
 
 
@@ -97,13 +98,13 @@ class MatMul(Function):
     """y = a @ b, batched over leading axes like np.matmul.   da = g @ b^T,   db = a^T @ g.
 
     A 1-D operand is treated as a row (a) or column (b) vector, as NumPy does, and its gradient is
-    reshaped back.
+    reshaped back. Every product is `kernels.matmul`, a @ b split over the kernel threads.
     """
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return a @ b
+        return kernels.matmul(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -116,9 +117,9 @@ class MatMul(Function):
         g2 = g2[..., None, :] if a.ndim == 1 else g2  # (..., M) -> (..., 1, M)
         da = db = None
         if ctx.needs_input_grad[0]:
-            da = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)  # (.., N, M) @ (.., M, K)
+            da = unbroadcast(kernels.matmul(g2, np.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)  # (.., N, K)
         if ctx.needs_input_grad[1]:
-            db = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)  # (.., K, N) @ (.., N, M)
+            db = unbroadcast(kernels.matmul(np.swapaxes(a2, -1, -2), g2), b2.shape).reshape(b.shape)  # (.., K, M)
         return da, db
 
 

@@ -22,10 +22,8 @@ Each system runs in its own process, one after the other: ours under this interp
 `adapters` would shadow this project's). A system whose interpreter is missing is left out and said so.
 The ratios printed are ours / theirs from this one run; nothing here is a timed test.
 
-Environment note (not set by this script or the library): glibc's malloc gives large freed blocks back to the
-OS, and NumPy's next large array page-faults them in again (torch keeps its own cache). Setting BOTH
-MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 keeps them; setting only one of the two
-disables glibc's adaptive threshold and made everything about 50% slower on the reference machine.
+Ours runs as the `minibert` command runs it: with `autograd.kernels.keep_freed_memory()` (glibc keeps freed
+blocks for reuse, as PyTorch's caching allocator does) and the kernel threads equal to --threads.
 """
 
 from __future__ import annotations
@@ -89,7 +87,10 @@ def worker_ours(args, cases):
     import numpy as np
 
     sys.path.insert(0, os.path.dirname(HERE))
-    out = {"versions": {"numpy": np.__version__}}
+    from autograd import kernels
+
+    out = {"versions": {"numpy": np.__version__}, "keep-freed-memory": kernels.keep_freed_memory(),
+           "kernel-threads": kernels.get_threads()}
     for case in cases:
         if case.startswith("forward"):
             out[case] = _ours_forward_time(args, np.float64 if case == "forward-f64" else np.float32)
@@ -306,6 +307,7 @@ def report(res, torch_py, hub_py):
     print(f"MiniLM ({s['model']}) {s['batch']} x {s['tokens']} tokens, float32, {s['threads']} threads, "
           f"best of {s['repeats']}")
     print(f"machine: {s['machine']}")
+    print(f"ours: kernel threads {o['kernel-threads']}, keep_freed_memory() {o['keep-freed-memory']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     def theirs(system, key):
         return system[key] if system else None

@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 
+from autograd import kernels
 from minibert_adapters.arguments import (
     EXIT_CODES,
     check_max_length,
@@ -157,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # a usage error exits 2 here, with argparse's message
+    kernels.keep_freed_memory()  # a command owns its process: reuse freed activation memory (see the function)
     try:
         return args.func(args)
     except (ValueError, TypeError, KeyError, OSError, ImportError) as e:

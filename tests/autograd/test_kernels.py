@@ -308,6 +308,62 @@ def test_map_blocks_gives_the_ufuncs_own_bits(monkeypatch):
         kernels.set_threads(before)
 
 
+# ---- matrix products ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape_a, shape_b", [
+    ((200, 40), (40, 9)),  # rows split unevenly
+    ((9, 37), (37, 4)),
+    ((3, 4, 33, 8), (3, 4, 8, 33)),  # attention's q @ k^T
+    ((5, 7, 3), (3, 2)),  # a 2-D b shared by every batch entry
+    ((7, 3), (4, 3, 6)),  # a 2-D a shared
+    ((1, 6, 5), (4, 5, 2)),  # a broadcast batch axis of size 1
+    ((2, 3), (3, 4)),  # no more rows than threads
+])
+@pytest.mark.parametrize("layout", ["C order", "transposed views"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_is_a_at_b_within_the_gemm_bound_and_repeatable(shape_a, shape_b, layout, dtype, monkeypatch):
+    monkeypatch.setattr(kernels, "MIN_SPLIT", 1)  # split even these small products
+    rng = np.random.default_rng(22)
+    if layout == "C order":
+        a, b = rng.standard_normal(shape_a).astype(dtype), rng.standard_normal(shape_b).astype(dtype)
+    else:  # strided operands, as g2.T and k.swapaxes(-1, -2) are
+        a = rng.standard_normal(shape_a[:-2] + shape_a[:-3:-1]).astype(dtype).swapaxes(-1, -2)
+        b = rng.standard_normal(shape_b[:-2] + shape_b[:-3:-1]).astype(dtype).swapaxes(-1, -2)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    eps = float(np.finfo(dtype).eps)
+    before = kernels.get_threads()
+    try:
+        for n in (1, 2, 3):
+            kernels.set_threads(n)
+            y = kernels.matmul(a, b)
+            assert y.dtype == dtype and y.shape == (a @ b).shape
+            # K roundings of the sum of |a_ik b_kj|, whatever order BLAS sums in
+            assert_within(y, a64 @ b64, shape_a[-1] * eps * (np.abs(a64) @ np.abs(b64)))
+            np.testing.assert_array_equal(kernels.matmul(a, b), y)  # the same thread count: the same bits
+    finally:
+        kernels.set_threads(before)
+
+
+def test_matmul_runs_blas_on_one_thread_while_it_splits(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    monkeypatch.setattr(kernels, "MIN_SPLIT", 1)
+    seen = []
+    real = np.matmul
+
+    def spy(*args, **kwargs):
+        seen.append({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "matmul", spy)
+    before = kernels.get_threads()
+    try:
+        kernels.set_threads(2)
+        kernels.matmul(np.ones((8, 3), np.float32), np.ones((3, 5), np.float32))
+    finally:
+        kernels.set_threads(before)
+    assert seen and all(threads == {1} for threads in seen)
+
+
 # ---- threads -------------------------------------------------------------------------------------------------------
 def test_kernels_give_the_same_bits_on_any_thread_count(monkeypatch):
     monkeypatch.setattr(kernels, "BLOCK", 64)  # many blocks, so several threads really share the work
@@ -383,3 +439,13 @@ def test_functions_use_the_kernels_for_float32_only(name, dtype, monkeypatch):
 def test_float64_gelu_is_the_exact_formula_with_scipy_erf():
     x = draw(14, (1000,)).astype(np.float64)
     np.testing.assert_array_equal(F.gelu(Tensor(x)).data, gelu_reference(x))
+
+
+def test_keep_freed_memory_sets_glibcs_malloc_where_there_is_one():
+    import ctypes
+
+    try:
+        has_mallopt = hasattr(ctypes.CDLL("libc.so.6"), "mallopt")
+    except OSError:
+        has_mallopt = False
+    assert kernels.keep_freed_memory() is has_mallopt
