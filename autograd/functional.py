@@ -36,14 +36,15 @@ class Linear(Function):
     dx = g @ W,   dW = g^T x summed over all leading axes,   db = g summed over all leading axes.
     Why fused: written as `x @ W.T` the weight gradient would be a batched (B, I, O) product summed
     afterwards; here it is one (O, N) @ (N, I) matmul with N = all leading axes flattened, and it is
-    skipped entirely when W is frozen. Every product is `kernels.matmul`, a @ b split over the kernel threads.
+    skipped entirely when W is frozen. Every product `a @ b` is written `kernels.matmul(a, b)`: the same product,
+    with its rows split over the kernel threads.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         # Flattening the leading axes makes this one large GEMM instead of one small GEMM per batch row.
-        y = kernels.matmul(x.reshape(-1, x.shape[-1]), weight.T)  # (N, I) @ (I, O) -> (N, O), N = leading axes
+        y = kernels.matmul(x.reshape(-1, x.shape[-1]), weight.T)  # x2 @ W^T: (N, I) @ (I, O) -> (N, O)
         if bias is not None:
             y += bias
         return y.reshape(x.shape[:-1] + (weight.shape[0],))  # (N, O) -> (..., O)
@@ -55,9 +56,9 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])  # (..., O) -> (N, O)
         dx = dw = db = None
         if needs[0]:
-            dx = kernels.matmul(g2, weight).reshape(x.shape)  # (N, O) @ (O, I) -> (N, I) -> (..., I)
+            dx = kernels.matmul(g2, weight).reshape(x.shape)  # g2 @ W: (N, O) @ (O, I) -> (N, I) -> (..., I)
         if needs[1]:
-            dw = kernels.matmul(g2.T, x.reshape(-1, x.shape[-1]))  # (O, N) @ (N, I) -> (O, I)
+            dw = kernels.matmul(g2.T, x.reshape(-1, x.shape[-1]))  # g2^T @ x2: (O, N) @ (N, I) -> (O, I)
         if len(needs) > 2 and needs[2]:
             db = g2.sum(axis=0)  # (N, O) -> (O,)
         return (dx, dw, db) if len(needs) > 2 else (dx, dw)
@@ -376,6 +377,7 @@ class Dropout(Function):
     Ref: Srivastava2014 (inverted dropout: the scale is applied in training, so eval is the identity).
     The mask is a constant option: `dropout` draws it, this Function only applies it and saves it (one byte per
     element) for backward.
+    Convention: p = 1 passes s = 0 (every element dropped, a zero gradient), where 1 / (1 - p) is undefined.
     """
 
     @staticmethod
@@ -400,7 +402,7 @@ def dropout(x: Tensor, p: float, training: bool, rng: np.random.Generator | None
     Identity in eval mode or with p = 0. `rng` makes the mask reproducible; without it a fresh generator is
     used. The mask is `rng.random(x.shape, dtype) >= p`.
     Convention: the uniform numbers are drawn in x's dtype when it is float32 or float64 (else float64): a
-    float32 model draws float32 numbers, seven times cheaper here than float64 draws cast down.
+    float32 model draws float32 numbers, which are cheaper to draw and to compare than float64 ones.
     """
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability must be in [0, 1], got {p}")

@@ -1,21 +1,27 @@
-"""Fast float32 kernels: the formulas of `functional.py` and `ops.py`, arranged for speed.
+"""Fast kernels: the formulas of `functional.py` and `ops.py`, arranged for speed, and the threads they run on.
 
-Each Function shows its reference formula in plain NumPy and calls the kernel here only when its arrays are
-float32; float64 (gradient checks, parity tests) and every other dtype run the reference formula as written.
-Every kernel states why it exists and, where it approximates, how far it may be off.
-tests/autograd/test_kernels.py checks each one against its reference formula evaluated in float64;
-`python bench/kernels.py` times each one against its reference.
+Each Function shows its reference formula in plain NumPy and calls the blocked kernels here only when its arrays
+are float32; float64 (gradient checks, parity tests) and every other dtype run the reference formula as written.
+Two pieces serve every dtype, because they change no formula: `matmul` (a @ b with its rows split over the
+threads) and `map_blocks` (an elementwise function by blocks, the same bits). Every kernel states why it exists
+and, where it approximates, how far it may be off. tests/autograd/test_kernels.py checks each one against its
+reference formula evaluated in float64; `python bench/kernels.py` times the blocked ones against their formulas.
 
 Why blocks: a NumPy expression such as `0.5 * x * (1 + erf(x / sqrt 2))` runs one operation at a time over
 the whole array, each writing a full-size temporary. For a (B, T, F) activation those temporaries do not fit
 in the CPU caches, so every step streams the whole array through main memory. The kernels below run the same
 steps on one block of about BLOCK elements at a time, small enough for a block and its temporaries to stay in
 cache, and write each result straight into its output array (`out=`) instead of a new temporary.
+
+Threads: one pool runs the blocks and the parts of every large product (see `for_each` and `matmul`). The engine
+is meant to be driven from one Python thread at a time: two threads computing at once would share the pool and
+the process-wide BLAS thread setting.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -36,14 +42,15 @@ def flat_blocks(*arrays) -> list:
 def leading_blocks(x):
     """Slices of x's first axis holding about BLOCK elements each (at least one row): blocks for a kernel that
     reduces along a later axis, so that every reduction sees whole rows."""
-    step = max(1, BLOCK // max(1, x[0].size))
+    step = max(1, BLOCK // max(1, x[0].size)) if len(x) else 1
     return [slice(i, i + step) for i in range(0, len(x), step)]
 
 
 # ---- blocks over threads --------------------------------------------------------------------------------------
 def _default_threads() -> int:
-    """The BLAS thread budget when the environment sets one (so `OPENBLAS_NUM_THREADS=1` means one thread
-    everywhere), else the cores this process may run on."""
+    """The BLAS thread budget when the environment sets one, else the cores this process may run on.
+    Convention: the first of OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS that is set, so that
+    `OPENBLAS_NUM_THREADS=1` (or the runner's --threads 1) means one thread everywhere."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         value = os.environ.get(var, "")
         if value.isdigit() and int(value) > 0:
@@ -52,7 +59,8 @@ def _default_threads() -> int:
 
 
 _threads = _default_threads()
-_pool = None
+_pool, _pool_size = None, 0
+_pool_lock = threading.Lock()
 
 
 def set_threads(n: int):
@@ -68,22 +76,40 @@ def get_threads() -> int:
     return _threads
 
 
+def _get_pool() -> ThreadPoolExecutor:
+    """The pool for the current thread count; a pool of another size is shut down when replaced."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool_size != _threads:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(_threads, thread_name_prefix="autograd-kernels"), _threads
+        return _pool
+
+
+def _forget_pool():
+    """In a forked child the pool's threads do not exist: start a new pool on first use."""
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def for_each(work, blocks):
     """work(block) for every block, spread over `get_threads()` threads.
 
     Why threads help: NumPy releases the GIL inside each ufunc and reduction loop, so two blocks really run
     at the same time on two cores; only the Python lines between the NumPy calls take turns. Each block
     writes its own part of the output, computed exactly as in one thread, so the result does not depend on
-    the thread count.
+    the thread count. `work` must not call `for_each` itself (the pool's threads would wait for each other).
     """
-    global _pool
-    if _threads == 1 or len(blocks) == 1:
+    if _threads == 1 or len(blocks) <= 1:
         for block in blocks:
             work(block)
         return
-    if _pool is None or _pool._max_workers != _threads:
-        _pool = ThreadPoolExecutor(_threads, thread_name_prefix="autograd-kernels")
-    for _ in _pool.map(work, blocks):  # re-raises the first error of any block
+    for _ in _get_pool().map(work, blocks):  # re-raises the first error of any block
         pass
 
 
@@ -108,9 +134,12 @@ def keep_freed_memory() -> bool:
     Why: a training step allocates and frees hundreds of activation arrays of several MB. By default glibc serves
     each from fresh memory-mapped pages and unmaps them on free, so the next step's arrays page-fault in again (a
     cost of the first write to every 4 KB page). PyTorch avoids this with its own caching allocator; here the
-    same effect comes from two malloc settings (M_TRIM_THRESHOLD and M_MMAP_THRESHOLD at 1 GiB). The process
-    then keeps its peak memory until it exits. It changes the whole process, so the engine never calls it on its
-    own: the `minibert` command does, and a program can. Does nothing (False) where malloc is not glibc's.
+    same effect comes from malloc settings: M_TRIM_THRESHOLD and M_MMAP_THRESHOLD at 1 GiB (keep and reuse), and
+    M_ARENA_MAX at 1, so that the kernels' threads draw from the same pool of freed blocks as the main thread
+    (with an arena per thread, one process in three ran an adapter step a third slower than the others). The
+    process then keeps its peak memory until it exits. It changes the whole process, so the engine never calls
+    it on its own: the `minibert` command does, and a program can. Does nothing (False) where malloc is not
+    glibc's.
     """
     import ctypes
 
@@ -118,8 +147,8 @@ def keep_freed_memory() -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    return bool(mallopt(m_trim_threshold, 1 << 30)) and bool(mallopt(m_mmap_threshold, 1 << 30))
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's malloc.h
+    return all([mallopt(m_trim_threshold, 1 << 30), mallopt(m_mmap_threshold, 1 << 30), mallopt(m_arena_max, 1)])
 
 
 # ---- matrix products ---------------------------------------------------------------------------------------------
@@ -128,7 +157,7 @@ MIN_SPLIT = 1 << 22  # multiply-adds below which a product runs whole: a thread 
 
 
 def _one_blas_thread():
-    """A context in which BLAS runs on the calling thread only (threadpoolctl; about 4 microseconds)."""
+    """A context in which BLAS runs on the calling thread only (threadpoolctl; a few microseconds)."""
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController
@@ -137,40 +166,57 @@ def _one_blas_thread():
     return _blas.limit(limits=1)
 
 
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b (np.matmul's rules), with the work split over the kernel threads.
+def _split_axis(shape) -> int | None:
+    """The output axis `matmul` cuts: the first batch axis with at least 2 entries, else the rows (axis -2);
+    None when there are fewer than 2 rows too."""
+    for axis, n in enumerate(shape[:-1]):
+        if n >= 2:
+            return axis
+    return None
 
-    With one thread this is a @ b, and BLAS uses its own threads. With n threads the output's first axis (the
-    rows of a 2-D product, the batch axis of a batched one) is cut into n parts, each computed by a one-thread
-    BLAS call in its own thread, into its part of the output.
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (np.matmul's rules), with the work of a large product split over the kernel threads.
+
+    With one thread, and for a product of fewer than MIN_SPLIT multiply-adds, this is a @ b with BLAS's own
+    threads. Otherwise the output is cut along one axis (the first batch axis with 2 or more entries, else the
+    rows) into one part per thread, each computed by a one-thread BLAS call into its part of the output; an
+    operand without that axis (or with size 1 there) is shared by every part.
     Why: OpenBLAS leaves its worker threads spinning for a while after every product, so a kernel that runs on
     two threads right after a BLAS call finds the second core busy and gains nothing; with one pool of threads
     for products and kernels alike (as PyTorch's OpenMP), no thread spins while another works.
-    The split cuts rows (or batch entries), never the summed axis: each output element is the same K products
-    summed by BLAS, within the same rounding bound as the whole product. The order BLAS sums them in may depend
-    on a part's size, so the last bits may differ between thread counts (as they do between BLAS's own thread
-    counts); with the same thread count they are the same on every run.
+    Convention: the cut never crosses the summed axis, so each output element is the same K products summed by
+    BLAS, within the rounding bound of the whole product; but BLAS may order the sum differently for a part than
+    for the whole, so the last bits can differ between thread counts (as between BLAS's own thread counts).
+    With the same thread count they are the same on every run.
     """
-    if _threads == 1 or a.ndim < 2 or b.ndim < 2:
+    if _threads == 1 or a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
         return a @ b
-    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
-    if a.shape[-1] != b.shape[-2]:
-        return a @ b  # let NumPy raise its own error
-    with _one_blas_thread():
-        if shape[0] < 2 or np.prod(shape, dtype=np.float64) * a.shape[-1] < MIN_SPLIT:
-            return a @ b
-        y = np.empty(shape, np.result_type(a, b))
-        if a.ndim == 2 and b.ndim == 2:  # rows of a
-            def part(rows):
-                np.matmul(a[rows], b, out=y[rows])
-        else:  # batch entries; an operand without that axis (or with size 1 there) is shared
-            def cut(m, rows):
-                return m[rows] if m.ndim == len(shape) and m.shape[0] == shape[0] else m
+    try:
+        shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    except ValueError:
+        return a @ b  # NumPy raises its own error for batch axes that do not broadcast
+    axis = _split_axis(shape)
+    if axis is None or np.prod(shape, dtype=np.float64) * a.shape[-1] < MIN_SPLIT:
+        return a @ b
+    y = np.empty(shape, np.result_type(a, b))
 
-            def part(rows):
-                np.matmul(cut(a, rows), cut(b, rows), out=y[rows])
-        step = -(-shape[0] // _threads)
-        for_each(part, [slice(i, i + step) for i in range(0, shape[0], step)])
+    def cut(m, rows, rows_of):
+        """m's part for output rows `rows` of `axis` (m aligned to the right, as broadcasting aligns it)."""
+        if axis == len(shape) - 2:  # the rows: a's rows are cut, b is shared
+            return m[..., rows, :] if rows_of == "a" else m
+        j = axis - (len(shape) - m.ndim)
+        if j < 0 or m.shape[j] != shape[axis]:
+            return m  # no such axis, or size 1: broadcast to every part
+        return m[(slice(None),) * j + (rows,)]
+
+    def part(rows):
+        out = y[(slice(None),) * axis + (rows,)]
+        np.matmul(cut(a, rows, "a"), cut(b, rows, "b"), out=out)
+
+    step = -(-shape[axis] // _threads)
+    with _one_blas_thread():
+        for_each(part, [slice(i, i + step) for i in range(0, shape[axis], step)])
     return y
 
 

@@ -98,13 +98,14 @@ class MatMul(Function):
     """y = a @ b, batched over leading axes like np.matmul.   da = g @ b^T,   db = a^T @ g.
 
     A 1-D operand is treated as a row (a) or column (b) vector, as NumPy does, and its gradient is
-    reshaped back. Every product is `kernels.matmul`, a @ b split over the kernel threads.
+    reshaped back. Every product `a @ b` is written `kernels.matmul(a, b)`: the same product, split over the
+    kernel threads.
     """
 
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return kernels.matmul(a, b)
+        return kernels.matmul(a, b)  # a @ b
 
     @staticmethod
     def backward(ctx, g):

@@ -216,7 +216,7 @@ class Tensor:
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
             if not retain_graph:
-                ctx.saved = None
+                ctx.saved, ctx.options = None, {}  # options may hold constant arrays (dropout's mask)
                 node._node = (fn, ctx, ())  # keeps the "second time" error; frees inputs nobody else holds
             for x, gx in zip(inputs, input_grads):
                 if gx is None or not x.requires_grad:

@@ -10,10 +10,11 @@ def pin_threads(n: int):
         os.environ[var] = str(n)
 
 
-def best_of(fn, repeats: int) -> float:
-    """The fastest of `repeats` timed calls, after one warm-up call: first-call costs (lazy imports, first
-    page faults) are not what we measure."""
-    fn()
+def best_of(fn, repeats: int, warmup: int = 1) -> float:
+    """The fastest of `repeats` timed calls, after `warmup` untimed ones: first-call costs (lazy imports, first
+    page faults, an allocator growing to its working size) are not what we measure."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -3,7 +3,9 @@
     python bench/compare.py [--threads 2] [--batch 32] [--tokens 128] [--repeats 3]
                             [--torch-python PY] [--adapterhub-python PY] [--only ours]
 
-Measures, best of `repeats` wall-clock times after one warm-up call, with the same thread count everywhere:
+Measures, best of `repeats` wall-clock times after warm-up calls (one for a forward, STEP_WARMUP for a training
+step, whose memory use grows over the first steps: the steady state is what a training run sees), with the same
+thread count everywhere:
 
   forward          no gradient, eval mode: ours; transformers' BertModel with its default attention (sdpa) and
                    with eager attention
@@ -42,6 +44,7 @@ from _timing import best_of, pin_threads
 HERE = os.path.dirname(os.path.abspath(__file__))
 ADAPTER_SIZE = 64
 LR = 1e-4
+STEP_WARMUP = 3  # untimed training steps before the timed ones, for every system alike
 
 
 def parse(argv=None):
@@ -139,7 +142,7 @@ def _ours_step_time(args, mode):
         optim.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    return best_of(step, args.repeats), sum(p.size for p in params), loaded
+    return best_of(step, args.repeats, STEP_WARMUP), sum(p.size for p in params), loaded
 
 
 def worker_torch(args, cases):
@@ -216,7 +219,7 @@ def _torch_step_time(args, model, params) -> float:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    return best_of(step, args.repeats)
+    return best_of(step, args.repeats, STEP_WARMUP)
 
 
 def _dist_version(name):

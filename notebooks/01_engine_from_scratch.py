@@ -232,7 +232,9 @@ print("da = sum over the 4 columns of g * b:", np.allclose(da, (g * b_arr).sum(a
 #
 # `Tensor.backward` visits the graph in reverse topological order, found by the same iterative search as
 # `topological_order` above. Each result tensor keeps `(Function, ctx, inputs)` in `_node`; leaves keep
-# None. (`_node` and `_topological_order` are internals, read here to look inside.)
+# None. (`_node` and `_topological_order` are internals, read here to look inside.) A backward pass lets each
+# node drop its inputs once it has used them, so that memory is freed as the pass goes; `retain_graph=True`
+# keeps them, here so that the graph can still be drawn afterwards.
 
 # %%
 print(inspect.getsource(Tensor._topological_order))
@@ -242,7 +244,7 @@ tb = Tensor(np.array(0.4), requires_grad=True)
 tL = (ta * tb + tb).tanh()
 names = {id(ta): "a", id(tb): "b"}
 print("order:", [names.get(id(t), t._node[0].__name__ if t._node else "?") for t in tL._topological_order()])
-tL.backward()
+tL.backward(retain_graph=True)
 print(f"package: dL/da = {ta.grad.item():.6f}, dL/db = {tb.grad.item():.6f}   (by hand {dL_da:.6f}, {dL_db:.6f})")
 assert np.isclose(ta.grad.item(), dL_da) and np.isclose(tb.grad.item(), dL_db)
 

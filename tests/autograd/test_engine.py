@@ -239,6 +239,15 @@ def test_backward_frees_intermediate_results_nobody_holds():
         y.backward()
 
 
+def test_backward_releases_constant_options_such_as_a_dropout_mask():
+    x = Tensor(np.ones((4, 5)), requires_grad=True)
+    y = F.dropout(x, 0.5, True, np.random.default_rng(0))
+    ctx = y._node[1]
+    assert ctx.options["keep"].shape == (4, 5)
+    y.sum().backward()
+    assert ctx.saved is None and not ctx.options
+
+
 def test_backward_checks_its_upstream_gradient():
     y = Tensor(np.ones(3), requires_grad=True) * 2.0
     with pytest.raises(RuntimeError, match="non-scalar"):
