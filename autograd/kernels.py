@@ -136,7 +136,7 @@ def keep_freed_memory() -> bool:
     cost of the first write to every 4 KB page). PyTorch avoids this with its own caching allocator; here the
     same effect comes from malloc settings: M_TRIM_THRESHOLD and M_MMAP_THRESHOLD at 1 GiB (keep and reuse), and
     M_ARENA_MAX at 1, so that the kernels' threads draw from the same pool of freed blocks as the main thread
-    (with an arena per thread, one process in three ran an adapter step a third slower than the others). The
+    (with an arena per thread, one process in three ran a training step a third slower than the others). The
     process then keeps its peak memory until it exits. It changes the whole process, so the engine never calls
     it on its own: the `minibert` command does, and a program can. Does nothing (False) where malloc is not
     glibc's.
