@@ -161,23 +161,27 @@ def run_status(folder: Path) -> str:
 
 
 class _Forward:
-    """Pass SIGINT / SIGTERM on to the running `minibert train` (which saves and exits), then stop the grid."""
+    """Pass SIGINT / SIGTERM on to every running `minibert train` (each saves and exits), then stop the grid."""
 
     def __init__(self):
-        self.child, self.stop = None, False
+        self.children, self.stop = set(), False
 
     def __call__(self, signum, frame):
         self.stop = True
-        if self.child is not None and self.child.poll() is None:
-            self.child.send_signal(signum)
+        for child in list(self.children):
+            if child.poll() is None:
+                child.send_signal(signum)
 
 
 def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=None, seeds=None, first_lrs=None,
-             threads=None, python=sys.executable) -> int:
+             threads=None, python=sys.executable, jobs=1) -> int:
     """Run (or resume) every cell not yet complete, until done or `time_limit` seconds have passed.
 
     threads: BLAS / OpenMP threads of each run (default: the environment's). On a machine shared with other
     work, OpenBLAS threads that wait for each other made a step 18 times slower here; 1 avoids that.
+    jobs: runs at the same time, started in the grid's order (with --threads 1, one per core). With one job a
+    run's output is echoed here; with more, each run writes only its own train.log and this prints when each
+    starts and ends.
     """
     grid, out = load_grid(grid_path), Path(out)
     todo = cells(grid, tasks, methods, seeds, first_lrs)
@@ -191,13 +195,30 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     (out / "grids").mkdir(exist_ok=True)
     (out / "grids" / Path(grid_path).name).write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
     start, forward, failed = time.monotonic(), _Forward(), 0
+    running = {}  # child process -> its run folder
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def finish(child):
+        nonlocal failed
+        folder = running.pop(child)
+        forward.children.discard(child)
+        code = child.wait()
+        if code not in (0, 130):
+            failed += 1
+            print(f"  {folder}: minibert train exited {code}; see {folder / LOG}", flush=True)
+        elif jobs > 1:
+            print(f"  {folder}: {run_status(folder)}", flush=True)
+        if code == 130:
+            forward.stop = True
+
     try:
         for i, cell in enumerate(todo):
             folder = out / cell.folder
             status = run_status(folder)
             if status == "complete":
                 continue
+            while len(running) >= jobs:  # wait for a free slot
+                finish(_wait_any(running))
             left = None if time_limit is None else time_limit - (time.monotonic() - start)
             if forward.stop or (left is not None and left < MIN_SECONDS):
                 break
@@ -212,12 +233,15 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
             extra += ["--data", str(data)] if data else []
             extra += ["--time-limit", f"{max(1.0, left - 30):.0f}"] if left is not None else []
             print(f"[{i + 1}/{len(todo)}] {'resuming' if status == 'stopped' else 'starting'} {folder}", flush=True)
-            code = _run_child([python, "-m", "minibert_adapters", "train", *args, *extra], folder / LOG, forward, env)
-            if code not in (0, 130):
-                failed += 1
-                print(f"  {folder}: minibert train exited {code}; see {folder / LOG}", flush=True)
-            if forward.stop or code == 130:
-                forward.stop = True
+            argv = [python, "-m", "minibert_adapters", "train", *args, *extra]
+            if jobs == 1:
+                child = _run_child(argv, folder / LOG, forward, env)
+                running[child] = folder
+                finish(child)
+            else:
+                running[_start_child(argv, folder / LOG, forward, env)] = folder
+        while running:
+            finish(_wait_any(running))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -227,23 +251,42 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     return 130 if forward.stop and left else 0
 
 
-def _run_child(argv, log: Path, forward: _Forward, env: dict) -> int:
-    """Run `argv`, echoing its output and appending it to `log`; its exit status."""
+def _start_child(argv, log: Path, forward: _Forward, env: dict) -> subprocess.Popen:
+    """Start `argv` with its output appended to `log` only."""
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"$ {shlex.join(argv)}\n")
+        f.flush()
+        # Its own process group: a Ctrl-C at the terminal reaches it only through _Forward, exactly once.
+        child = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    forward.children.add(child)
+    return child
+
+
+def _wait_any(running: dict) -> subprocess.Popen:
+    """The first of the running children to end (polled every half second)."""
+    while True:
+        for child in running:
+            if child.poll() is not None:
+                return child
+        time.sleep(0.5)
+
+
+def _run_child(argv, log: Path, forward: _Forward, env: dict) -> subprocess.Popen:
+    """Run `argv` to its end, echoing its output and appending it to `log`; the finished child."""
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ {shlex.join(argv)}\n")
         f.flush()
         # Its own process group: a Ctrl-C at the terminal reaches it only through _Forward, exactly once.
         child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                  start_new_session=True, env=env)
-        forward.child = child
+        forward.children.add(child)
         for line in child.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
             f.write(line)
             f.flush()
-        code = child.wait()
-        forward.child = None
-    return code
+        child.wait()
+    return child
 
 
 def add_experiments_parser(sub):
@@ -266,6 +309,8 @@ def add_experiments_parser(sub):
                    help="only each method's first K learning rates (the grid lists the expected best first)")
     r.add_argument("--threads", type=positive_int,
                    help="BLAS threads per run (default: the environment's); 1 is much faster on a busy machine")
+    r.add_argument("--jobs", type=positive_int, default=1,
+                   help="runs at the same time (default 1); with --threads 1, one per core")
     r.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data)")
     r.set_defaults(func=_cmd_run)
     r = what.add_parser("report", help="write RESULTS.md and the figures from the runs that exist",
@@ -278,7 +323,7 @@ def add_experiments_parser(sub):
 
 def _cmd_run(args) -> int:
     return run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed,
-                    args.first_lrs, args.threads)
+                    args.first_lrs, args.threads, jobs=args.jobs)
 
 
 def _cmd_report(args) -> int:

@@ -71,12 +71,23 @@ args = sys.argv[sys.argv.index("train") + 1:]
 out = Path(args[args.index("--out") + 1])
 with open(os.environ["FAKE_LOG"], "a") as f:
     f.write(json.dumps(args + ["threads=" + os.environ.get("OPENBLAS_NUM_THREADS", "")]) + "\\n")
+events = os.environ.get("FAKE_EVENTS")  # with FAKE_EVENTS: note start and end, and wait for a second run
+if events:
+    with open(events, "a") as f:
+        f.write("start\\n")
+    for _ in range(100):  # up to 10 s for another run to start beside this one
+        if open(events).read().count("start") >= 2:
+            break
+        __import__("time").sleep(0.1)
 if out.name == os.environ.get("FAKE_FAIL"):
     print("minibert train: error: something", file=sys.stderr)
     sys.exit(2)
 out.mkdir(parents=True, exist_ok=True)
 (out / "history.json").write_text(json.dumps({{"status": os.environ.get("FAKE_STATUS", "complete")}}))
 print("done")
+if events:
+    with open(events, "a") as f:
+        f.write("end\\n")
 """
 
 
@@ -134,6 +145,23 @@ def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_
     assert "exited 2" in printed and "3 failed" in printed and "unreadable history.json; skipped" in printed
     assert len(calls()) == 5 and run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "complete"
     assert (damaged / "history.json").read_text() == "{not json"  # left for a person to look at
+
+
+def test_the_runner_runs_two_jobs_side_by_side_and_each_cell_once(tmp_path, fake_train, monkeypatch, capsys):
+    python, calls = fake_train
+    out, events = tmp_path / "results", tmp_path / "events"
+    monkeypatch.setenv("FAKE_EVENTS", str(events))
+    assert run_grid(grid_file(tmp_path), out, python=python, jobs=2) == 0
+    assert len(calls()) == 12 and all(run_status(out / c.folder) == "complete" for c in cells(load_grid(
+        grid_file(tmp_path))))
+    running, most = 0, 0
+    for event in events.read_text().split():
+        running += 1 if event == "start" else -1
+        most = max(most, running)
+    assert most == 2  # two at once, never three
+    printed = capsys.readouterr().out
+    assert "12 of 12 runs complete" in printed and "done" not in printed  # run output stays in each train.log
+    assert "done" in (out / "runs/sst2/adapter-8/lr0.001-ep2-seed0/train.log").read_text()
 
 
 def test_the_experiments_command_refuses_a_missing_grid_with_exit_2(tmp_path, capsys):
