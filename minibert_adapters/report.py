@@ -76,10 +76,11 @@ def mean_sem(values) -> tuple:
 
 def select_best(runs: list) -> dict:
     """{(task, method): the best cell}: per (lr, epochs), the complete runs' final metrics over seeds;
-    the best mean wins (ties: more seeds)."""
+    the best mean wins (ties: more seeds). Runs with an explicit init std are the init-std curve's
+    (`init_std_table`), not methods of the comparison."""
     cells_ = {}
     for r in runs:
-        if r["status"] == "complete" and r["final"] is not None:
+        if r["status"] == "complete" and r["final"] is not None and r["init_std"] is None:
             cells_.setdefault((r["task"], r["method"], r["lr"], r["epochs"]), []).append(r)
     best = {}
     for (task, method, lr, epochs), group in cells_.items():
@@ -91,6 +92,35 @@ def select_best(runs: list) -> dict:
         if current is None or (mean, len(group)) > (current["mean"], current["n"]):
             best[(task, method)] = cell
     return best
+
+
+def init_std_series(runs: list) -> dict:
+    """{(task, size, lr, epochs): {init std: [final metric of each complete seed]}} (Houlsby2019 Fig. 6 right)."""
+    series = {}
+    for r in runs:
+        if r["init_std"] is not None and r["status"] == "complete" and r["final"] is not None:
+            series.setdefault((r["task"], r["size"], r["lr"], r["epochs"]), {}).setdefault(r["init_std"], []).append(
+                r["final"])
+    return series
+
+
+def summary_table(results: list) -> list:
+    """The comparison at a glance, from results.json's cells: one row per method (most trained parameters
+    first), one column per task, each the best-lr dev metric as mean ± s.e.m. (n seeds)."""
+    tasks = [t for t in TASKS if any(c["task"] == t for c in results)]
+    methods = {}
+    for c in results:
+        methods.setdefault(c["method"], c)
+    lines = ["| method | trained parameters | " + " | ".join(
+                 f"{t} ({METRIC_NAMES[TASKS[t].metric]})" for t in tasks) + " |",
+             "|---|---|" + "---|" * len(tasks)]
+    for method, c0 in sorted(methods.items(), key=lambda item: (-item[1]["trainable"], item[0])):
+        share = f" ({_percent(100 * c0['trainable'] / c0['pretrained'])}%)" if c0.get("pretrained") else ""
+        by_task = {c["task"]: c for c in results if c["method"] == method}
+        row = [f"{_pm(by_task[t]['mean'], by_task[t]['sem'])} (n={by_task[t]['n']})" if t in by_task else "-"
+               for t in tasks]
+        lines.append(f"| {method} | {c0['trainable']:,}{share} | " + " | ".join(row) + " |")
+    return lines
 
 
 def missing_runs(out: Path) -> list:
@@ -129,6 +159,9 @@ def write_report(out, figures: bool = True) -> list:
               "mean ± s.e.m. over the seeds run (n). The learning rate and epochs of each row are the best on "
               "dev among those run for that method (Houlsby2019 §3.2); with no separate test set this is "
               "optimistic. \"lrs tried\" counts the (lr, epochs) cells with at least one complete run.", ""]
+    summary = _results_json(best)
+    lines += ["## Summary", "", *summary_table(summary), "",
+              "Each cell: the best (lr, epochs) on dev for that method and task; the tables below give them.", ""]
     points = {}
     for task in [t for t in TASKS if any(k[0] == t for k in best)]:
         metric = TASKS[task].metric
@@ -144,6 +177,14 @@ def write_report(out, figures: bool = True) -> list:
                          f"| {c['epochs']:g} | {c['lr']:g} | {c['tried']} | {np.mean(per_epoch):.0f} | "
                          f"`{r0['command']}` |")
             points.setdefault(task, []).append((c["method"], r0["trainable"], c["mean"], c["sem"]))
+        lines.append("")
+    series = init_std_series(runs)
+    for (task, size, lr, epochs), by_std in sorted(series.items()):
+        lines += [f"## Init std (Figure 6 right): {task}, m = {size}, lr {lr:g}, {epochs:g} epochs", "",
+                  f"| init std | dev {METRIC_NAMES[TASKS[task].metric]} (n) | per seed |", "|---|---|---|"]
+        for std, values in sorted(by_std.items()):
+            lines.append(f"| {std:g} | {_pm(*mean_sem(values))} ({len(values)}) | "
+                         + ", ".join(f"{100 * v:.1f}" for v in values) + " |")
         lines.append("")
     lines += ["## Every run", "", "| task | method | lr | epochs | seed | status | steps | dev after each epoch | "
               "final | s / epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -174,12 +215,16 @@ def write_report(out, figures: bool = True) -> list:
     lines += [r["command"] for r in sorted(runs, key=lambda r: str(r["folder"])) if r["command"]] + ["```", ""]
     path = out / "RESULTS.md"
     path.write_text("\n".join(lines), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(
-        [{k: v for k, v in c.items() if k != "runs"} | {"seeds": [r["seed"] for r in c["runs"]],
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return [path, out / "results.json", *written]
+
+
+def _results_json(best: dict) -> list:
+    """The best cells as results.json holds them: no run folders, the seeds and parameter counts instead."""
+    return [{k: v for k, v in c.items() if k != "runs"} | {"seeds": [r["seed"] for r in c["runs"]],
                                                           "trainable": c["runs"][0]["trainable"],
                                                           "pretrained": c["runs"][0]["pretrained"]}
-         for c in best.values()], indent=2) + "\n", encoding="utf-8")
-    return [path, out / "results.json", *written]
+            for c in best.values()]
 
 
 def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
@@ -195,11 +240,7 @@ def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
         written.append(path)
         lines.append(f"![dev metric against trained parameters]({path.name})  \n*Figure 3/4 style: best-lr dev "
                      "metric (mean ± s.e.m. over seeds) against trained parameters, log axis.*")
-    series = {}
-    for r in runs:
-        if r["init_std"] is not None and r["status"] == "complete":
-            series.setdefault((r["task"], r["size"], r["lr"], r["epochs"]), {}).setdefault(r["init_std"], []).append(
-                r["final"])
+    series = init_std_series(runs)
     if series:
         curves = {f"{task}, m={size}, lr {lr:g}, {epochs:g} ep": [(std, *mean_sem(v)) for std, v in by_std.items()]
                   for (task, size, lr, epochs), by_std in series.items()}

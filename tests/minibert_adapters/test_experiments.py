@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from minibert_adapters.cli import main
 from minibert_adapters.experiments import cells, load_grid, run_grid, run_status
-from minibert_adapters.report import collect_runs, select_best, write_report
+from minibert_adapters.report import collect_runs, select_best, summary_table, write_report
 
 GRID = {"description": "test", "settings": {"batch_size": 8, "max_length": 16},
         "task_settings": {"rte": {"max_length": 32}}, "tasks": ["sst2", "rte"], "epochs": [2], "seeds": [0, 1],
@@ -248,3 +248,40 @@ def test_the_committed_grids_are_valid_and_cover_the_paper_comparison():
                                                       "top-1", "top-2", "top-3", "head"}
     stds = sorted(m["init_std"] for m in grids["init-std.json"]["methods"])
     assert stds[0] == 1e-7 and stds[-1] == 1 and len(stds) == 8  # the paper's log grid 1e-7 .. 1
+
+
+def test_the_readme_shows_the_summary_of_the_committed_results():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import readme_results
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_results.current_block(readme) == readme_results.expected_block(
+        ROOT / "experiments" / "results" / "results.json")
+
+
+def test_the_summary_has_a_row_per_method_and_a_column_per_task():
+    results = [
+        {"task": "sst2", "method": "full", "mean": 0.881, "sem": 0.007, "n": 2, "trainable": 1000, "pretrained": 1000},
+        {"task": "sst2", "method": "adapter-8", "mean": 0.872, "sem": None, "n": 1, "trainable": 10,
+         "pretrained": 1000},
+        {"task": "cola", "method": "adapter-8", "mean": 0.2, "sem": None, "n": 1, "trainable": 10, "pretrained": 1000},
+    ]
+    lines = summary_table(results)
+    assert lines[0] == "| method | trained parameters | sst2 (accuracy) | cola (MCC) |"
+    assert lines[2] == "| full | 1,000 (100.00%) | 88.1 ± 0.7 (n=2) | - |"
+    assert lines[3] == "| adapter-8 | 10 (1.00%) | 87.2 (n=1) | 20.0 (n=1) |"
+
+
+def test_init_std_runs_get_their_own_table_not_a_method_row(tmp_path):
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    fake_run(tmp_path, "adapter-8-std0.01", 1e-3, 0, 0.70, init_std=1e-2)
+    fake_run(tmp_path, "adapter-8-std0.01", 1e-3, 1, 0.74, init_std=1e-2)
+    fake_run(tmp_path, "adapter-8-std1", 1e-3, 0, 0.50, init_std=1.0)
+    write_report(tmp_path, figures=False)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| adapter-8-std" not in text.split("## Init std")[0]
+    assert "## Init std (Figure 6 right): sst2, m = 8, lr 0.001, 2 epochs" in text
+    assert "| 0.01 | 72.0 ± 2.0 (2) | 70.0, 74.0 |" in text and "| 1 | 50.0 (1) | 50.0 |" in text
+    assert [r["method"] for r in json.loads((tmp_path / "results.json").read_text())] == ["adapter-8"]
