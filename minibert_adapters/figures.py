@@ -50,18 +50,23 @@ def ablation_heatmap(result: dict, path: Path) -> Path:
     return path
 
 
+MODE_COLOURS = {"adapter": "C0", "full": "black", "top-k": "C1", "layernorm": "C2", "head": "C3"}
+
+
 def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
-    """points: {task: [(method, trained parameters, mean, sem)]}; one panel per task, log x axis."""
+    """points: {task: [(method, mode, trained parameters, mean, sem)]}; one panel per task, log x axis.
+    Marker by mode: adapters circles, full fine-tuning a square (and a dashed line), other baselines triangles."""
     plt = _pyplot()
     tasks = list(points)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for method, params, mean, sem in points[task]:
-            style = "o" if method.startswith("adapter") else "s" if method == "full" else "^"
-            ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=style, capsize=3)
+        for method, mode, params, mean, sem in points[task]:
+            style = {"adapter": "o", "full": "s"}.get(mode, "^")
+            ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=style, capsize=3,
+                        color=MODE_COLOURS.get(mode, "grey"))
             ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        for method, _, mean, _ in points[task]:
-            if method == "full":  # the reference the paper's Figure 3 measures everything against
+        for _, mode, _, mean, _ in points[task]:
+            if mode == "full":  # the reference the paper's Figure 3 measures everything against
                 ax.axhline(100 * mean, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("trained parameters (log)")

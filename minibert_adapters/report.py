@@ -176,7 +176,7 @@ def write_report(out, figures: bool = True) -> list:
             lines.append(f"| {c['method']} | {r0['trainable']:,} | {share} | {_pm(c['mean'], c['sem'])} ({c['n']}) "
                          f"| {c['epochs']:g} | {c['lr']:g} | {c['tried']} | {np.mean(per_epoch):.0f} | "
                          f"`{r0['command']}` |")
-            points.setdefault(task, []).append((c["method"], r0["trainable"], c["mean"], c["sem"]))
+            points.setdefault(task, []).append((c["method"], r0["mode"], r0["trainable"], c["mean"], c["sem"]))
         lines.append("")
     series = init_std_series(runs)
     for (task, size, lr, epochs), by_std in sorted(series.items()):
@@ -244,7 +244,8 @@ def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
     if series:
         curves = {f"{task}, m={size}, lr {lr:g}, {epochs:g} ep": [(std, *mean_sem(v)) for std, v in by_std.items()]
                   for (task, size, lr, epochs), by_std in series.items()}
-        path = figures.init_std_curve(curves, out / "init_std.png", "metric")
+        metrics = {METRIC_NAMES[TASKS[task].metric] for task, *_ in series}
+        path = figures.init_std_curve(curves, out / "init_std.png", metrics.pop() if len(metrics) == 1 else "metric")
         written.append(path)
         lines.append(f"\n![dev metric against init std]({path.name})  \n*Figure 6 right: dev metric against the "
                      "adapters' init std.*")
