@@ -222,6 +222,7 @@ def write_report(out, figures: bool = True) -> list:
 def _results_json(best: dict) -> list:
     """The best cells as results.json holds them: no run folders, the seeds and parameter counts instead."""
     return [{k: v for k, v in c.items() if k != "runs"} | {"seeds": [r["seed"] for r in c["runs"]],
+                                                          "mode": c["runs"][0]["mode"],
                                                           "trainable": c["runs"][0]["trainable"],
                                                           "pretrained": c["runs"][0]["pretrained"]}
             for c in best.values()]

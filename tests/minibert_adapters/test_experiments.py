@@ -221,6 +221,7 @@ def test_the_report_writes_the_table_every_run_and_what_is_missing(tmp_path):
     results = json.loads((tmp_path / "results.json").read_text())
     assert {(r["task"], r["method"], r["n"]) for r in results} == {("sst2", "adapter-8", 2), ("cola", "full", 1)}
     assert all(r["trainable"] == 1000 and r["pretrained"] == 100_000 for r in results)
+    assert {(r["method"], r["mode"]) for r in results} == {("adapter-8", "adapter"), ("full", "full")}
 
 
 def test_the_report_draws_the_figures_when_matplotlib_is_there(tmp_path):
