@@ -9,6 +9,7 @@ any moment leaves a complete `best/` and `last/` behind.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -91,3 +92,53 @@ def existing_dir(dst: Path) -> Path | None:
 def write_json(path: Path, obj):
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
 
+
+class RunLock:
+    """Only one `minibert train` at a time in one --out: a second one would overwrite the first's files and
+    both would report success. The lock file names the process that holds it; a lock left by a process that
+    no longer runs (killed with SIGKILL) is taken over."""
+
+    NAME = ".lock"
+
+    @classmethod
+    def holder(cls, folder: Path) -> int | None:
+        """The process id of a live `minibert train` holding `folder`, or None."""
+        try:
+            pid = (Path(folder) / cls.NAME).read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return None
+        return int(pid) if pid.isdigit() and _process_runs(int(pid)) else None
+
+    def __init__(self, out: Path | None):
+        self.path = out / self.NAME if out is not None else None
+
+    def __enter__(self):
+        if self.path is None:
+            return self
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = self.holder(self.path.parent)
+                if holder is not None:
+                    raise ValueError(f"{self.path.parent} is in use by another minibert train (process {holder}); "
+                                     f"wait for it, or give another --out") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n")
+            return self
+
+    def __exit__(self, *exc):
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minibert_adapters.checkpoints import HISTORY, read_json
+from minibert_adapters.checkpoints import HISTORY, RunLock, read_json
 from minibert_adapters.data import TASKS
 from minibert_adapters.training import MODES
 
@@ -127,9 +127,14 @@ def _positive(value, kind) -> bool:
     return value > 0 and math.isfinite(value) and (kind is float or isinstance(value, int))
 
 
-def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None) -> list:
-    """Every run of the grid (optionally only some tasks / methods / seeds, or each method's first `first_lrs`
-    learning rates), in the order they are started."""
+def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None, lrs=None) -> list:
+    """Every run of the grid (optionally only some tasks / methods / seeds / learning rates, or each method's
+    first `first_lrs` learning rates), in the order they are started. A filter value the grid does not have
+    is a ValueError naming it: a typo must not quietly shrink the slice."""
+    _check_filter("--task", tasks, grid["tasks"])
+    _check_filter("--method", methods, [m["name"] for m in grid["methods"]])
+    _check_filter("--seed", seeds, grid["seeds"])
+    _check_filter("--lr", lrs, sorted({float(lr) for m in grid["methods"] for lr in m["lrs"]}))
     chosen = [m for m in grid["methods"] if not methods or m["name"] in methods]
     out = []
     for seed in grid["seeds"]:
@@ -141,15 +146,24 @@ def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None) -> l
                     continue
                 settings = {**grid.get("settings", {}), **grid.get("task_settings", {}).get(task, {})}
                 for m in chosen:
-                    if rank < len(m["lrs"]):
+                    if rank < len(m["lrs"]) and (not lrs or float(m["lrs"][rank]) in lrs):
                         for epochs in m.get("epochs", grid["epochs"]):
                             out.append(Cell(task, m, float(m["lrs"][rank]), epochs, seed, settings))
     return out
 
 
+def _check_filter(option: str, chosen, available) -> None:
+    unknown = [value for value in chosen or [] if value not in available]
+    if unknown:
+        raise ValueError(f"{option} {', '.join(map(_fmt, unknown))}: not in the grid, which has "
+                         f"{', '.join(map(_fmt, available))}")
+
+
 def run_status(folder: Path) -> str:
-    """"complete", "stopped" (or interrupted while running: resumable), "new", or "damaged" (an unreadable
-    history.json, which the runner leaves alone for a person to look at)."""
+    """"complete", "running" (a live `minibert train` holds the folder), "stopped" (resumable), "new", or
+    "damaged" (an unreadable history.json, which the runner leaves alone for a person to look at)."""
+    if RunLock.holder(folder) is not None:
+        return "running"
     history = folder / HISTORY
     if not history.is_file():
         return "new"
@@ -174,22 +188,31 @@ class _Forward:
 
 
 def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=None, seeds=None, first_lrs=None,
-             threads=None, python=sys.executable, jobs=1) -> int:
+             threads=None, python=sys.executable, jobs=1, lrs=None, dry_run=False) -> int:
     """Run (or resume) every cell not yet complete, until done or `time_limit` seconds have passed.
 
     threads: BLAS / OpenMP threads of each run (default: the environment's). On a machine shared with other
     work, OpenBLAS threads that wait for each other made a step 18 times slower here; 1 avoids that.
+    lrs: only these learning rates. dry_run: list the runs in the order they would start, with the status of
+    each, and start nothing.
     jobs: runs at the same time, started in the grid's order (with --threads 1, one per core). With one job a
     run's output is echoed here; with more, each run writes only its own train.log and this prints when each
     starts and ends.
     """
     grid, out = load_grid(grid_path), Path(out)
-    todo = cells(grid, tasks, methods, seeds, first_lrs)
+    todo = cells(grid, tasks, methods, seeds, first_lrs, lrs)
     env = dict(os.environ)
     if threads is not None:
         env.update({k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     if not todo:
-        raise ValueError("no run of the grid matches the --task / --method / --seed filters")
+        raise ValueError("no run of the grid matches the --task / --method / --seed / --lr / --first-lrs filters")
+    if dry_run:  # what would run, in order, and nothing else: no folder is made, no grid copied
+        statuses = [run_status(out / c.folder) for c in todo]
+        for i, (cell, status) in enumerate(zip(todo, statuses)):
+            print(f"[{i + 1}/{len(todo)}] {status:<8} {out / cell.folder}")
+        print(f"grid {grid_path}: {statuses.count('complete')} of {len(todo)} runs complete, "
+              f"{len(todo) - statuses.count('complete')} to go (dry run: nothing started)")
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     # Several grids may share one results folder (run folders are named by task, method, lr, epochs, seed).
     (out / "grids").mkdir(exist_ok=True)
@@ -222,6 +245,9 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
             left = None if time_limit is None else time_limit - (time.monotonic() - start)
             if forward.stop or (left is not None and left < MIN_SECONDS):
                 break
+            if status == "running":  # another runner (or a hand-started train) has it: leave it be
+                print(f"  {folder}: running in process {RunLock.holder(folder)}; skipped", flush=True)
+                continue
             if status == "damaged":
                 failed += 1
                 print(f"  {folder}: unreadable {HISTORY}; skipped (look at it, or delete the folder to rerun)")
@@ -307,6 +333,9 @@ def add_experiments_parser(sub):
     r.add_argument("--seed", type=non_negative_int, action="append", help="only this seed (repeatable)")
     r.add_argument("--first-lrs", type=positive_int, metavar="K",
                    help="only each method's first K learning rates (the grid lists the expected best first)")
+    r.add_argument("--lr", type=positive_float, action="append", help="only this learning rate (repeatable)")
+    r.add_argument("--dry-run", action="store_true",
+                   help="list the runs in the order they would start, each with its status, and start nothing")
     r.add_argument("--threads", type=positive_int,
                    help="BLAS threads per run (default: the environment's); 1 is much faster on a busy machine")
     r.add_argument("--jobs", type=positive_int, default=1,
@@ -323,7 +352,7 @@ def add_experiments_parser(sub):
 
 def _cmd_run(args) -> int:
     return run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed,
-                    args.first_lrs, args.threads, jobs=args.jobs)
+                    args.first_lrs, args.threads, jobs=args.jobs, lrs=args.lr, dry_run=args.dry_run)
 
 
 def _cmd_report(args) -> int:

@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import shutil
 import signal
 import sys
@@ -31,6 +30,7 @@ from minibert_adapters.arguments import (
 )
 from minibert_adapters.checkpoints import (
     HISTORY,
+    RunLock,
     existing_dir,
     load_trainer_state,
     read_json,
@@ -181,48 +181,6 @@ class _Stop:
         if self.time_limit is not None and time.perf_counter() - self.start > self.time_limit:
             self.timed_out = True
         return self.interrupted or self.timed_out
-
-
-class RunLock:
-    """Only one `minibert train` at a time in one --out: a second one would overwrite the first's files and
-    both would report success. The lock file names the process that holds it; a lock left by a process that
-    no longer runs (killed with SIGKILL) is taken over."""
-
-    NAME = ".lock"
-
-    def __init__(self, out: Path | None):
-        self.path = out / self.NAME if out is not None else None
-
-    def __enter__(self):
-        if self.path is None:
-            return self
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = self.path.read_text(encoding="utf-8", errors="replace").strip()
-                if holder.isdigit() and _process_runs(int(holder)):
-                    raise ValueError(f"{self.path.parent} is in use by another minibert train (process {holder}); "
-                                     f"wait for it, or give another --out") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            return self
-
-    def __exit__(self, *exc):
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:

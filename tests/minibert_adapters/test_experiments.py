@@ -4,7 +4,9 @@ runs, resumes stopped ones, stops at its time limit and survives a failing run (
 
 import json
 import math
+import os
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -33,6 +35,31 @@ def test_runs_come_seed_first_then_each_methods_preferred_lr():
     assert len(order) == 2 * 2 * 3 and order[6][0] == 1
     assert [c.task for c in cells(GRID, tasks=["rte"], methods=["full"], seeds=[1])] == ["rte"]
     assert {c.lr for c in cells(GRID, first_lrs=1)} == {1e-3, 1e-4} and len(cells(GRID, first_lrs=1)) == 8
+    assert [(c.seed, c.task) for c in cells(GRID, lrs=[3e-4])] == [(0, "sst2"), (0, "rte"), (1, "sst2"), (1, "rte")]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("methods", ["adapter-8", "fulll"], "--method fulll: not in the grid, which has adapter-8, full"),
+    ("tasks", ["sst-2"], "--task sst-2: not in the grid, which has sst2, rte"),
+    ("seeds", [0, 2], "--seed 2: not in the grid, which has 0, 1"),
+    ("lrs", [1e-2], "--lr 0.01: not in the grid, which has 0.0001, 0.0003, 0.001"),
+])
+def test_a_filter_value_the_grid_lacks_is_refused_by_name(option, value, message):
+    with pytest.raises(ValueError) as info:
+        cells(GRID, **{option: value})
+    assert str(info.value) == message
+
+
+def test_a_dry_run_lists_the_runs_in_order_with_their_status_and_starts_nothing(tmp_path, capsys):
+    out = tmp_path / "results"
+    fake_run(out, "adapter-8", 1e-3, 0, 0.8)  # complete
+    assert main(["experiments", "run", "--grid", str(grid_file(tmp_path)), "--out", str(out), "--seed", "0",
+                 "--lr", "0.001", "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"[1/2] complete {out}/runs/sst2/adapter-8/lr0.001-ep2-seed0"
+    assert lines[1] == f"[2/2] new      {out}/runs/rte/adapter-8/lr0.001-ep2-seed0"
+    assert lines[2].endswith("1 of 2 runs complete, 1 to go (dry run: nothing started)")
+    assert sorted(p.name for p in out.iterdir()) == ["runs"] and not (out / "runs/rte").exists()
 
 
 def test_a_cell_becomes_the_exact_train_command(tmp_path):
@@ -145,6 +172,22 @@ def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_
     assert "exited 2" in printed and "3 failed" in printed and "unreadable history.json; skipped" in printed
     assert len(calls()) == 5 and run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "complete"
     assert (damaged / "history.json").read_text() == "{not json"  # left for a person to look at
+
+
+def test_a_folder_held_by_a_live_train_is_left_to_it(tmp_path, fake_train, capsys):
+    python, calls = fake_train
+    out = tmp_path / "results"
+    held, stale = out / cells(GRID)[0].folder, out / cells(GRID)[1].folder
+    held.mkdir(parents=True)
+    (held / ".lock").write_text(f"{os.getpid()}\n")  # this test's process: alive
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale.mkdir(parents=True)
+    (stale / ".lock").write_text(gone.stdout)  # a process that has ended: its lock is stale
+    assert run_status(held) == "running" and run_status(stale) == "new"
+    run_grid(grid_file(tmp_path), out, python=python)
+    outs = [c[c.index("--out") + 1] for c in calls()]
+    assert str(held) not in outs and str(stale) in outs and len(outs) == 11
+    assert f"{held}: running in process {os.getpid()}; skipped" in capsys.readouterr().out
 
 
 def test_the_runner_runs_two_jobs_side_by_side_and_each_cell_once(tmp_path, fake_train, monkeypatch, capsys):
