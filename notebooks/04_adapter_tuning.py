@@ -197,7 +197,7 @@ for r in full_size:
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
 for r in full_size:
     ax.errorbar(r["trainable"], r["mean"], yerr=r["sem"] or 0, fmt="o", capsize=3, zorder=3,
-                color="C1" if r["method"].startswith("adapter") else "C0")
+                color="C1" if r["mode"] == "adapter" else "C0")
     ax.annotate(r["method"], (r["trainable"], r["mean"]), textcoords="offset points", xytext=(6, -12), fontsize=8)
 for name, run in runs.items():  # this notebook's small-budget runs, for scale
     ax.scatter(run["trained"], run["dev"], s=25, marker="x", color=COLORS[name], zorder=2)
