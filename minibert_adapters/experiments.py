@@ -127,14 +127,15 @@ def _positive(value, kind) -> bool:
     return value > 0 and math.isfinite(value) and (kind is float or isinstance(value, int))
 
 
-def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None, lrs=None) -> list:
-    """Every run of the grid (optionally only some tasks / methods / seeds / learning rates, or each method's
+def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None, lrs=None, epochs=None) -> list:
+    """Every run of the grid (optionally only some tasks / methods / seeds / learning rates / epochs, or each method's
     first `first_lrs` learning rates), in the order they are started. A filter value the grid does not have
     is a ValueError naming it: a typo must not quietly shrink the slice."""
     _check_filter("--task", tasks, grid["tasks"])
     _check_filter("--method", methods, [m["name"] for m in grid["methods"]])
     _check_filter("--seed", seeds, grid["seeds"])
     _check_filter("--lr", lrs, sorted({float(lr) for m in grid["methods"] for lr in m["lrs"]}))
+    _check_filter("--epochs", epochs, sorted({e for m in grid["methods"] for e in m.get("epochs", grid["epochs"])}))
     chosen = [m for m in grid["methods"] if not methods or m["name"] in methods]
     out = []
     for seed in grid["seeds"]:
@@ -147,8 +148,9 @@ def cells(grid: dict, tasks=None, methods=None, seeds=None, first_lrs=None, lrs=
                 settings = {**grid.get("settings", {}), **grid.get("task_settings", {}).get(task, {})}
                 for m in chosen:
                     if rank < len(m["lrs"]) and (not lrs or float(m["lrs"][rank]) in lrs):
-                        for epochs in m.get("epochs", grid["epochs"]):
-                            out.append(Cell(task, m, float(m["lrs"][rank]), epochs, seed, settings))
+                        for n_epochs in m.get("epochs", grid["epochs"]):
+                            if not epochs or n_epochs in epochs:
+                                out.append(Cell(task, m, float(m["lrs"][rank]), n_epochs, seed, settings))
     return out
 
 
@@ -188,24 +190,25 @@ class _Forward:
 
 
 def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=None, seeds=None, first_lrs=None,
-             threads=None, python=sys.executable, jobs=1, lrs=None, dry_run=False) -> int:
+             threads=None, python=sys.executable, jobs=1, lrs=None, epochs=None, dry_run=False) -> int:
     """Run (or resume) every cell not yet complete, until done or `time_limit` seconds have passed.
 
     threads: BLAS / OpenMP threads of each run (default: the environment's). On a machine shared with other
     work, OpenBLAS threads that wait for each other made a step 18 times slower here; 1 avoids that.
-    lrs: only these learning rates. dry_run: list the runs in the order they would start, with the status of
-    each, and start nothing.
+    lrs, epochs: only these learning rates, only these epoch counts.
+    dry_run: list the runs in the order they would start, with the status of each, and start nothing.
     jobs: runs at the same time, started in the grid's order (with --threads 1, one per core). With one job a
     run's output is echoed here; with more, each run writes only its own train.log and this prints when each
     starts and ends.
     """
     grid, out = load_grid(grid_path), Path(out)
-    todo = cells(grid, tasks, methods, seeds, first_lrs, lrs)
+    todo = cells(grid, tasks, methods, seeds, first_lrs, lrs, epochs)
     env = dict(os.environ)
     if threads is not None:
         env.update({k: str(threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     if not todo:
-        raise ValueError("no run of the grid matches the --task / --method / --seed / --lr / --first-lrs filters")
+        raise ValueError("no run of the grid matches the filters (--task, --method, --seed, --lr, --epochs, "
+                         "--first-lrs)")
     if dry_run:  # what would run, in order, and nothing else: no folder is made, no grid copied
         statuses = [run_status(out / c.folder) for c in todo]
         for i, (cell, status) in enumerate(zip(todo, statuses)):
@@ -334,6 +337,7 @@ def add_experiments_parser(sub):
     r.add_argument("--first-lrs", type=positive_int, metavar="K",
                    help="only each method's first K learning rates (the grid lists the expected best first)")
     r.add_argument("--lr", type=positive_float, action="append", help="only this learning rate (repeatable)")
+    r.add_argument("--epochs", type=positive_int, action="append", help="only this number of epochs (repeatable)")
     r.add_argument("--dry-run", action="store_true",
                    help="list the runs in the order they would start, each with its status, and start nothing")
     r.add_argument("--threads", type=positive_int,
@@ -352,7 +356,8 @@ def add_experiments_parser(sub):
 
 def _cmd_run(args) -> int:
     return run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed,
-                    args.first_lrs, args.threads, jobs=args.jobs, lrs=args.lr, dry_run=args.dry_run)
+                    args.first_lrs, args.threads, jobs=args.jobs, lrs=args.lr, epochs=args.epochs,
+                    dry_run=args.dry_run)
 
 
 def _cmd_report(args) -> int:

@@ -36,6 +36,9 @@ def test_runs_come_seed_first_then_each_methods_preferred_lr():
     assert [c.task for c in cells(GRID, tasks=["rte"], methods=["full"], seeds=[1])] == ["rte"]
     assert {c.lr for c in cells(GRID, first_lrs=1)} == {1e-3, 1e-4} and len(cells(GRID, first_lrs=1)) == 8
     assert [(c.seed, c.task) for c in cells(GRID, lrs=[3e-4])] == [(0, "sst2"), (0, "rte"), (1, "sst2"), (1, "rte")]
+    two_lengths = {**GRID, "methods": [{**GRID["methods"][1], "epochs": [2, 10]}]}
+    assert [c.epochs for c in cells(two_lengths, tasks=["sst2"], seeds=[0])] == [2, 10]
+    assert [c.epochs for c in cells(two_lengths, tasks=["sst2"], seeds=[0], epochs=[10])] == [10]
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -43,6 +46,7 @@ def test_runs_come_seed_first_then_each_methods_preferred_lr():
     ("tasks", ["sst-2"], "--task sst-2: not in the grid, which has sst2, rte"),
     ("seeds", [0, 2], "--seed 2: not in the grid, which has 0, 1"),
     ("lrs", [1e-2], "--lr 0.01: not in the grid, which has 0.0001, 0.0003, 0.001"),
+    ("epochs", [3], "--epochs 3: not in the grid, which has 2"),
 ])
 def test_a_filter_value_the_grid_lacks_is_refused_by_name(option, value, message):
     with pytest.raises(ValueError) as info:
