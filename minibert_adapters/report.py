@@ -180,7 +180,8 @@ def write_report(out, figures: bool = True) -> list:
         lines.append("")
     series = init_std_series(runs)
     for (task, size, lr, epochs), by_std in sorted(series.items()):
-        lines += [f"## Init std (Figure 6 right): {task}, m = {size}, lr {lr:g}, {epochs:g} epochs", "",
+        lines += [f"## Init std (Figure 6 right): {task}, m = {size}, lr {lr:g}, {epochs:g} epoch"
+                  f"{'' if epochs == 1 else 's'}", "",
                   f"| init std | dev {METRIC_NAMES[TASKS[task].metric]} (n) | per seed |", "|---|---|---|"]
         for std, values in sorted(by_std.items()):
             lines.append(f"| {std:g} | {_pm(*mean_sem(values))} ({len(values)}) | "

@@ -327,6 +327,7 @@ def test_init_std_runs_get_their_own_table_not_a_method_row(tmp_path):
     fake_run(tmp_path, "adapter-8-std0.01", 1e-3, 0, 0.70, init_std=1e-2)
     fake_run(tmp_path, "adapter-8-std0.01", 1e-3, 1, 0.74, init_std=1e-2)
     fake_run(tmp_path, "adapter-8-std1", 1e-3, 0, 0.50, init_std=1.0)
+    fake_run(tmp_path, "adapter-8-std1", 1e-3, 1, 0.55, init_std=1.0, status="stopped", steps=10)  # not counted
     write_report(tmp_path, figures=False)
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| adapter-8-std" not in text.split("## Init std")[0]
