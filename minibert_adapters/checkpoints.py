@@ -115,19 +115,23 @@ class RunLock:
     def __enter__(self):
         if self.path is None:
             return self
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = self.holder(self.path.parent)
-                if holder is not None:
-                    raise ValueError(f"{self.path.parent} is in use by another minibert train (process {holder}); "
-                                     f"wait for it, or give another --out") from None
-                self.path.unlink(missing_ok=True)  # stale: its process is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n")
-            return self
+        # The lock appears with its pid already in it (written aside, then hard-linked into place, which fails
+        # if the name exists): a reader never sees an empty lock and takes it for a stale one.
+        mine = self.path.with_name(f"{self.NAME}.{os.getpid()}")
+        mine.write_text(f"{os.getpid()}\n", encoding="utf-8")
+        try:
+            while True:
+                try:
+                    os.link(mine, self.path)
+                    return self
+                except FileExistsError:
+                    holder = self.holder(self.path.parent)
+                    if holder is not None:
+                        raise ValueError(f"{self.path.parent} is in use by another minibert train (process "
+                                         f"{holder}); wait for it, or give another --out") from None
+                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+        finally:
+            mine.unlink(missing_ok=True)
 
     def __exit__(self, *exc):
         if self.path is not None:

@@ -116,8 +116,14 @@ def load_grid(path) -> dict:
         epochs = m.get("epochs", grid["epochs"])
         if not isinstance(epochs, list) or not epochs or not all(_positive(e, int) for e in epochs):
             raise bad(f"method {m['name']}: 'epochs' must be a non-empty list of positive integers")
+        # Run folders are named by lr{lr:g}: two lrs with one name would be one run.
+        if len({_fmt(float(x)) for x in lrs}) < len(lrs) or len(set(epochs)) < len(epochs):
+            raise bad(f"method {m['name']}: a learning rate or epoch count is repeated (as the folder names "
+                      f"print them: {', '.join(_fmt(float(x)) for x in lrs)})")
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in grid["seeds"]):
         raise bad("'seeds' must be non-negative integers")
+    if len(set(grid["seeds"])) < len(grid["seeds"]):
+        raise bad("'seeds' has a repeated seed")
     return grid
 
 
@@ -275,9 +281,12 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     left = sum(run_status(out / c.folder) != "complete" for c in todo)
-    print(f"grid {grid_path}: {len(todo) - left} of {len(todo)} runs complete, {left} to go"
-          f"{' (stopped; run again to continue)' if left else ''}; {failed} failed", flush=True)
-    return 130 if forward.stop and left else 0
+    advice = (f"; {failed} failed: see each one's {LOG}, fix the cause, then run again" if failed else
+              " (stopped; run again to continue)" if left else "")
+    print(f"grid {grid_path}: {len(todo) - left} of {len(todo)} runs complete, {left} to go{advice}", flush=True)
+    if forward.stop and left:
+        return 130
+    return 1 if failed else 0
 
 
 def _start_child(argv, log: Path, forward: _Forward, env: dict) -> subprocess.Popen:

@@ -42,7 +42,7 @@ def collect_runs(out: Path) -> list:
         runs.append({
             "folder": folder, "task": s["task"], "method": folder.parent.name, "mode": s["mode"],
             "lr": s["lr"], "seed": s["seed"], "epochs": s.get("epochs") or s["steps"] / per_epoch,
-            "init_std": s.get("init_std"), "size": s.get("size"), "status": record.get("status"),
+            "init_std": s.get("init_std"), "size": s.get("size"), "status": run_status(folder),
             "steps": s["steps"], "step": done, "metric": task.metric,
             "final": (record.get("final") or {}).get(task.metric),
             "by_epoch": [r["dev"][task.metric] for r in rows if "dev" in r and r["step"] % per_epoch == 0],
@@ -158,7 +158,9 @@ def write_report(out, figures: bool = True) -> list:
     lines += ["", "Dev metric: the task's (accuracy; Matthews correlation for CoLA), x100, after the last epoch; "
               "mean ± s.e.m. over the seeds run (n). The learning rate and epochs of each row are the best on "
               "dev among those run for that method (Houlsby2019 §3.2); with no separate test set this is "
-              "optimistic. \"lrs tried\" counts the (lr, epochs) cells with at least one complete run.", ""]
+              "optimistic. \"cells tried\" counts the (lr, epochs) cells with at least one complete run. \"wall s / "
+              "epoch\" is each run's own wall-clock time, on a machine whose load varied between runs. An MCC of "
+              "0.0 is a classifier that predicts one class only.", ""]
     summary = _results_json(best)
     lines += ["## Summary", "", *summary_table(summary), "",
               "Each cell: the best (lr, epochs) on dev for that method and task; the tables below give them.", ""]
@@ -166,7 +168,7 @@ def write_report(out, figures: bool = True) -> list:
     for task in [t for t in TASKS if any(k[0] == t for k in best)]:
         metric = TASKS[task].metric
         lines += [f"## {task}", "", f"| method | trained parameters | % of the model | dev {METRIC_NAMES[metric]} "
-                  "(n) | epochs | lr | lrs tried | s / epoch | command (seed 0 or first seed) |",
+                  "(n) | epochs | lr | cells tried | wall s / epoch | command (seed 0 or first seed) |",
                   "|---|---|---|---|---|---|---|---|---|"]
         rows = sorted((c for k, c in best.items() if k[0] == task), key=lambda c: -c["mean"])
         for c in rows:
@@ -188,7 +190,7 @@ def write_report(out, figures: bool = True) -> list:
                          + ", ".join(f"{100 * v:.1f}" for v in values) + " |")
         lines.append("")
     lines += ["## Every run", "", "| task | method | lr | epochs | seed | status | steps | dev after each epoch | "
-              "final | s / epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "final | wall s / epoch |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(runs, key=lambda r: (r["task"], r["method"], r["lr"], r["epochs"], r["seed"])):
         by_epoch = " / ".join(f"{100 * v:.1f}" for v in r["by_epoch"]) or "-"
         final = f"{100 * r['final']:.1f}" if r["final"] is not None else "-"
@@ -197,12 +199,10 @@ def write_report(out, figures: bool = True) -> list:
                      f"| {r['step']}/{r['steps']} | {by_epoch} | {final} | {spe} |")
     written = []
     lines += ["", "## Figures", ""]
-    if figures:
-        written += _figures(out, runs, points, lines)
-        if not written:
-            lines.append("(none yet: no complete run)")
+    if not figures:
+        lines.append("(not drawn: `--no-figures`)")
     else:
-        lines.append("(not drawn: matplotlib is not installed; pip install 'minibert-adapters[figures]')")
+        written += _figures(out, runs, points, lines)
     lines += ["", "## Runs still to do", ""]
     for name, total, todo in missing:
         lines.append(f"- `{name}`: {len(todo)} of {total} runs to do" + (
@@ -235,7 +235,7 @@ def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
     if not figures.have_matplotlib():
         lines.append("(not drawn: matplotlib is not installed; pip install 'minibert-adapters[figures]')")
         return []
-    written = []
+    written, first_line = [], len(lines)
     if points:
         path = figures.params_vs_metric(points, out / "params_vs_metric.png",
                                         {t: METRIC_NAMES[TASKS[t].metric] for t in points})
@@ -263,4 +263,6 @@ def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
                      f"the adapters of a span of layers are removed ({ablation.parent.name}); the largest single-layer "
                      f"drop is {100 * worst['drop']:.1f} points (layer {worst['first']}); all removed: "
                      f"{100 * result['spans'][result['layers'] - 1]['drop']:.1f}.*")
+    if len(lines) == first_line:
+        lines.append("(none yet: no complete run)")
     return written

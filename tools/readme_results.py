@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's minibert_adapters, not another installed one
 BEGIN = "<!-- results-summary: written by tools/readme_results.py from experiments/results/results.json -->"
 END = "<!-- /results-summary -->"
 
@@ -26,11 +27,11 @@ def expected_block(results_path: Path) -> str:
     return "\n".join([BEGIN, *summary_table(results), END])
 
 
-def current_block(readme: str) -> str:
+def current_block(readme: str, name: str = "README.md") -> str:
     """The README's block, markers included; ValueError if the markers are missing or out of order."""
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README.md: the markers {BEGIN!r} ... {END!r} are missing or out of order")
+        raise ValueError(f"{name}: the markers {BEGIN!r} ... {END!r} are missing or out of order")
     return readme[start:end + len(END)]
 
 
@@ -40,13 +41,13 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--results", type=Path, default=ROOT / "experiments" / "results" / "results.json")
     args = parser.parse_args(argv)
-    readme = args.readme.read_text(encoding="utf-8")
     try:
-        old = current_block(readme)
-    except ValueError as e:
+        readme = args.readme.read_text(encoding="utf-8")
+        old = current_block(readme, str(args.readme))
+        new = expected_block(args.results)
+    except (OSError, ValueError, KeyError, TypeError) as e:  # json.JSONDecodeError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
-    new = expected_block(args.results)
     if args.check:
         if old != new:
             print(f"{args.readme}: the results summary differs from {args.results}; run tools/readme_results.py",

@@ -84,6 +84,9 @@ def test_a_cell_becomes_the_exact_train_command(tmp_path):
     ({"methods": [{"name": "x", "mode": "full"}]}, "a method needs name, mode and lrs"),
     ({"methods": [{"name": "x", "mode": "full", "lrs": [1e-3]}] * 2}, "repeated"),
     ({"colour": "red"}, "unknown key(s) ['colour']"),
+    ({"seeds": [0, 0]}, "'seeds' has a repeated seed"),
+    ({"methods": [{"name": "x", "mode": "full", "lrs": [1e-4, 0.0001]}]}, "repeated (as the folder names print them"),
+    ({"methods": [{"name": "x", "mode": "full", "lrs": [1e-4], "epochs": [3, 3]}]}, "epoch count is repeated"),
 ])
 def test_a_bad_grid_is_refused_naming_the_file(tmp_path, change, message):
     path = grid_file(tmp_path, {**GRID, **change})
@@ -171,9 +174,10 @@ def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_
     damaged = out / "runs/rte/full/lr0.0001-ep2-seed0"
     damaged.mkdir(parents=True)
     (damaged / "history.json").write_text("{not json")
-    run_grid(grid_file(tmp_path), out, python=python, seeds=[0])
+    assert run_grid(grid_file(tmp_path), out, python=python, seeds=[0]) == 1  # failures are not a success
     printed = capsys.readouterr().out
-    assert "exited 2" in printed and "3 failed" in printed and "unreadable history.json; skipped" in printed
+    assert "exited 2" in printed and "unreadable history.json; skipped" in printed
+    assert "3 failed: see each one's train.log, fix the cause, then run again" in printed
     assert len(calls()) == 5 and run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "complete"
     assert (damaged / "history.json").read_text() == "{not json"  # left for a person to look at
 
@@ -330,7 +334,14 @@ def test_init_std_runs_get_their_own_table_not_a_method_row(tmp_path):
     fake_run(tmp_path, "adapter-8-std1", 1e-3, 1, 0.55, init_std=1.0, status="stopped", steps=10)  # not counted
     write_report(tmp_path, figures=False)
     text = (tmp_path / "RESULTS.md").read_text()
+    assert "(not drawn: `--no-figures`)" in text and "none yet" not in text
     assert "| adapter-8-std" not in text.split("## Init std")[0]
     assert "## Init std (Figure 6 right): sst2, m = 8, lr 0.001, 2 epochs" in text
     assert "| 0.01 | 72.0 ± 2.0 (2) | 70.0, 74.0 |" in text and "| 1 | 50.0 (1) | 50.0 |" in text
     assert [r["method"] for r in json.loads((tmp_path / "results.json").read_text())] == ["adapter-8"]
+
+
+def test_the_report_calls_a_run_whose_train_died_stopped_not_running(tmp_path):
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80, status="running", steps=10)  # killed: no live lock
+    write_report(tmp_path, figures=False)
+    assert "| sst2 | adapter-8 | 0.001 | 2 | 0 | stopped | 10/20 |" in (tmp_path / "RESULTS.md").read_text()
