@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minibert_adapters.checkpoints import HISTORY, RunLock, read_json
+from minibert_adapters.checkpoints import HISTORY, TRAINER_STATE, RunLock, read_json
 from minibert_adapters.data import TASKS
 from minibert_adapters.training import MODES
 
@@ -168,8 +168,10 @@ def _check_filter(option: str, chosen, available) -> None:
 
 
 def run_status(folder: Path) -> str:
-    """"complete", "running" (a live `minibert train` holds the folder), "stopped" (resumable), "new", or
-    "damaged" (an unreadable history.json, which the runner leaves alone for a person to look at)."""
+    """"complete", "running" (a live `minibert train` holds the folder), "stopped" (resumable), "no-state"
+    (stopped, but its saved state is not here: weights and optimizer state are never committed, so a clone
+    has none; the runner starts it again), "new", or "damaged" (an unreadable history.json, which the runner
+    leaves alone for a person to look at)."""
     if RunLock.holder(folder) is not None:
         return "running"
     history = folder / HISTORY
@@ -179,7 +181,9 @@ def run_status(folder: Path) -> str:
         status = read_json(history, "run history").get("status")
     except ValueError:
         return "damaged"
-    return "complete" if status == "complete" else "stopped"
+    if status == "complete":
+        return "complete"
+    return "stopped" if (folder / "last" / TRAINER_STATE).is_file() else "no-state"
 
 
 class _Forward:
@@ -264,7 +268,9 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
             args = cell.train_args(out)
             folder.mkdir(parents=True, exist_ok=True)
             (folder / COMMAND).write_text("minibert train " + shlex.join(args) + "\n", encoding="utf-8")
-            extra = ["--resume"] if status == "stopped" else []
+            extra = {"stopped": ["--resume"], "no-state": ["--overwrite"]}.get(status, [])
+            if status == "no-state":
+                print(f"  {folder}: stopped, but its saved state is not here; starting it again", flush=True)
             extra += ["--data", str(data)] if data else []
             extra += ["--time-limit", f"{max(1.0, left - 30):.0f}"] if left is not None else []
             print(f"[{i + 1}/{len(todo)}] {'resuming' if status == 'stopped' else 'starting'} {folder}", flush=True)

@@ -117,7 +117,11 @@ if out.name == os.environ.get("FAKE_FAIL"):
     print("minibert train: error: something", file=sys.stderr)
     sys.exit(2)
 out.mkdir(parents=True, exist_ok=True)
-(out / "history.json").write_text(json.dumps({{"status": os.environ.get("FAKE_STATUS", "complete")}}))
+status = os.environ.get("FAKE_STATUS", "complete")
+(out / "history.json").write_text(json.dumps({{"status": status}}))
+if status == "stopped":  # what --resume needs (never committed with a run)
+    (out / "last").mkdir(exist_ok=True)
+    (out / "last" / "trainer_state.json").write_text("{{}}")
 print("done")
 if events:
     with open(events, "a") as f:
@@ -162,6 +166,17 @@ def test_the_runner_resumes_a_stopped_run_and_passes_data_and_time_limit(tmp_pat
     last = calls()[-1]
     assert "--resume" in last and last[last.index("--data") + 1] == "/data" and last[-1] == "threads=1"
     assert 3000 < float(last[last.index("--time-limit") + 1]) < 3600  # what is left, less a margin to save
+
+
+def test_a_stopped_run_without_its_saved_state_is_started_again(tmp_path, fake_train, capsys):
+    python, calls = fake_train
+    out = tmp_path / "results"
+    fake_run(out, "full", 1e-4, 0, 0.5, status="stopped", steps=10)  # as a clone holds it: no last/ state
+    folder = out / "runs/sst2/full/lr0.0001-ep2-seed0"
+    assert run_status(folder) == "no-state"
+    run_grid(grid_file(tmp_path), out, python=python, seeds=[0], tasks=["sst2"], methods=["full"])
+    assert "--overwrite" in calls()[-1] and "--resume" not in calls()[-1]
+    assert f"{folder}: stopped, but its saved state is not here; starting it again" in capsys.readouterr().out
 
 
 def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_run(tmp_path, fake_train,
@@ -266,7 +281,7 @@ def test_the_report_writes_the_table_every_run_and_what_is_missing(tmp_path):
     row = "| adapter-8 | 1,000 | 1.00% | 82.0 ± 2.0 (2) | 2 | 0.001 | 1 | 30 | `minibert train --lr 0.001 --seed 0` |"
     assert row in text
     assert "## cola" in text and "dev MCC" in text and "| full | 1,000 | 1.00% | 50.0 (1) |" in text
-    assert "| sst2 | full | 0.0001 | 2 | 1 | stopped | 10/20 | 29.0 | - | 30 |" in text
+    assert "| sst2 | full | 0.0001 | 2 | 1 | no-state | 10/20 | 29.0 | - | 30 |" in text  # as in a clone
     assert "`g.json`: 10 of 12 runs to do" in text and "runs/rte/full/lr0.0001-ep2-seed0" in text
     assert "runs/sst2/adapter-8/lr0.001-ep2-seed0\n" not in text  # complete: not listed as missing
     results = json.loads((tmp_path / "results.json").read_text())
@@ -343,5 +358,8 @@ def test_init_std_runs_get_their_own_table_not_a_method_row(tmp_path):
 
 def test_the_report_calls_a_run_whose_train_died_stopped_not_running(tmp_path):
     fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80, status="running", steps=10)  # killed: no live lock
+    last = tmp_path / "runs/sst2/adapter-8/lr0.001-ep2-seed0/last"
+    last.mkdir()
+    (last / "trainer_state.json").write_text("{}")
     write_report(tmp_path, figures=False)
     assert "| sst2 | adapter-8 | 0.001 | 2 | 0 | stopped | 10/20 |" in (tmp_path / "RESULTS.md").read_text()
