@@ -106,8 +106,11 @@ def init_std_series(runs: list) -> dict:
 
 def summary_table(results: list) -> list:
     """The comparison at a glance, from results.json's cells: one row per method (most trained parameters
-    first), one column per task, each the best-lr dev metric as mean ± s.e.m. (n seeds)."""
+    first), one column per task, each the best-lr dev metric as mean ± s.e.m. (n seeds). A cell whose best
+    schedule is not the most common one says its epochs."""
     tasks = [t for t in TASKS if any(c["task"] == t for c in results)]
+    schedules = [c["epochs"] for c in results]
+    usual = max(set(schedules), key=schedules.count) if schedules else None
     methods = {}
     for c in results:
         methods.setdefault(c["method"], c)
@@ -117,8 +120,14 @@ def summary_table(results: list) -> list:
     for method, c0 in sorted(methods.items(), key=lambda item: (-item[1]["trainable"], item[0])):
         share = f" ({_percent(100 * c0['trainable'] / c0['pretrained'])}%)" if c0.get("pretrained") else ""
         by_task = {c["task"]: c for c in results if c["method"] == method}
-        row = [f"{_pm(by_task[t]['mean'], by_task[t]['sem'])} (n={by_task[t]['n']})" if t in by_task else "-"
-               for t in tasks]
+        row = []
+        for t in tasks:
+            c = by_task.get(t)
+            if c is None:
+                row.append("-")
+                continue
+            epochs = f", {c['epochs']:g} epochs" if c["epochs"] != usual else ""
+            row.append(f"{_pm(c['mean'], c['sem'])} (n={c['n']}{epochs})")
         lines.append(f"| {method} | {c0['trainable']:,}{share} | " + " | ".join(row) + " |")
     return lines
 

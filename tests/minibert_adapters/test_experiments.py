@@ -330,15 +330,17 @@ def test_the_readme_shows_the_summary_of_the_committed_results():
 
 def test_the_summary_has_a_row_per_method_and_a_column_per_task():
     results = [
-        {"task": "sst2", "method": "full", "mean": 0.881, "sem": 0.007, "n": 2, "trainable": 1000, "pretrained": 1000},
+        {"task": "sst2", "method": "full", "mean": 0.881, "sem": 0.007, "n": 2, "trainable": 1000, "pretrained": 1000,
+         "epochs": 3},
         {"task": "sst2", "method": "adapter-8", "mean": 0.872, "sem": None, "n": 1, "trainable": 10,
-         "pretrained": 1000},
-        {"task": "cola", "method": "adapter-8", "mean": 0.2, "sem": None, "n": 1, "trainable": 10, "pretrained": 1000},
+         "pretrained": 1000, "epochs": 10},
+        {"task": "cola", "method": "adapter-8", "mean": 0.2, "sem": None, "n": 1, "trainable": 10, "pretrained": 1000,
+         "epochs": 3},
     ]
     lines = summary_table(results)
     assert lines[0] == "| method | trained parameters | sst2 (accuracy) | cola (MCC) |"
     assert lines[2] == "| full | 1,000 (100.00%) | 88.1 ± 0.7 (n=2) | - |"
-    assert lines[3] == "| adapter-8 | 10 (1.00%) | 87.2 (n=1) | 20.0 (n=1) |"
+    assert lines[3] == "| adapter-8 | 10 (1.00%) | 87.2 (n=1, 10 epochs) | 20.0 (n=1) |"  # not the usual 3
 
 
 def test_init_std_runs_get_their_own_table_not_a_method_row(tmp_path):
