@@ -8,9 +8,11 @@ any moment leaves a complete `best/` and `last/` behind.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -95,54 +97,63 @@ def write_json(path: Path, obj):
 
 class RunLock:
     """Only one `minibert train` at a time in one --out: a second one would overwrite the first's files and
-    both would report success. The lock file names the process that holds it; a lock left by a process that
-    no longer runs (killed with SIGKILL) is taken over."""
+    both would report success.
+
+    Convention: an OS advisory lock (`flock`) on OUT/.lock, not a pid file. The kernel drops the lock when its
+    process ends, however it ends (SIGKILL included), so a lock is never stale and a reused pid can never hold
+    a folder. The file also names the holder's pid, for the error message; it stays behind, empty, when free.
+    """
 
     NAME = ".lock"
+    WAIT = 1.0  # seconds a new train retries: `holder` takes the lock shared for an instant to ask
 
     @classmethod
     def holder(cls, folder: Path) -> int | None:
-        """The process id of a live `minibert train` holding `folder`, or None."""
+        """The process id of a live `minibert train` holding `folder` (0 if it has not written it yet), or None."""
         try:
-            pid = (Path(folder) / cls.NAME).read_text(encoding="utf-8", errors="replace").strip()
+            f = open(Path(folder) / cls.NAME, encoding="utf-8")
         except OSError:
             return None
-        return int(pid) if pid.isdigit() and _process_runs(int(pid)) else None
+        with f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = f.read().strip()
+                return int(pid) if pid.isdigit() else 0
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return None
 
     def __init__(self, out: Path | None):
         self.path = out / self.NAME if out is not None else None
+        self.file = None
 
     def __enter__(self):
         if self.path is None:
             return self
-        # The lock appears with its pid already in it (written aside, then hard-linked into place, which fails
-        # if the name exists): a reader never sees an empty lock and takes it for a stale one.
-        mine = self.path.with_name(f"{self.NAME}.{os.getpid()}")
-        mine.write_text(f"{os.getpid()}\n", encoding="utf-8")
-        try:
-            while True:
-                try:
-                    os.link(mine, self.path)
-                    return self
-                except FileExistsError:
+        self.file = open(self.path, "a+", encoding="utf-8")  # "a+": never truncate a file another process holds
+        deadline = time.monotonic() + self.WAIT
+        while True:
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
                     holder = self.holder(self.path.parent)
-                    if holder is not None:
-                        raise ValueError(f"{self.path.parent} is in use by another minibert train (process "
-                                         f"{holder}); wait for it, or give another --out") from None
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-        finally:
-            mine.unlink(missing_ok=True)
+                    self.file.close()
+                    raise ValueError(f"{self.path.parent} is in use by another minibert train (process "
+                                     f"{holder or '?'}); wait for it, or give another --out") from None
+                time.sleep(0.05)
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
+        return self
 
     def __exit__(self, *exc):
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-
-
-def _process_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if self.file is not None:
+            self.file.seek(0)
+            self.file.truncate()  # free: no pid to report
+            self.file.flush()
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+            self.file = None

@@ -4,7 +4,10 @@ Distinct sizes (B=2, T=7, D=12, H=3, Dh=4, F=37, V=99, P=16, M=5, L=2) mean a tr
 cannot pass by accident.
 """
 
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +83,19 @@ def have_default_model() -> bool:
         return True
     except FileNotFoundError:
         return False
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder: Path):
+    """Another live process holding `folder`'s RunLock, as a running `minibert train` does; yields it.
+    (The lock is kept in a name: a RunLock dropped unnamed closes its file, and that releases the lock.)"""
+    code = ("import sys, time; from pathlib import Path; from minibert_adapters.checkpoints import RunLock; "
+            "lock = RunLock(Path(sys.argv[1])).__enter__(); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

@@ -6,16 +6,15 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GLUE_SLICES, have_default_model, require, tiny_config
+from conftest import GLUE_SLICES, have_default_model, lock_held_elsewhere, require, tiny_config
 
 from minibert import BertModel
+from minibert_adapters.checkpoints import RunLock
 from minibert_adapters.cli import main
 
 
@@ -98,26 +97,23 @@ def test_max_length_beyond_the_models_positions_is_refused_before_training(tmp_p
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (out / ".lock").write_text(f"{holder.pid}\n")
+    with lock_held_elsewhere(out) as holder:
         code, _, stderr = run(small_train(out))
         assert code == 2 and f"in use by another minibert train (process {holder.pid})" in stderr
-    finally:
-        holder.kill()
-        holder.wait()
 
 
-def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path):
+def test_a_lock_is_released_by_a_killed_run_and_a_pid_alone_holds_nothing(tmp_path):
     needs_model()
     out = tmp_path / "run"
     out.mkdir()
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    (out / ".lock").write_text(f"{gone.pid}\n")
+    with lock_held_elsewhere(out) as holder:
+        assert RunLock.holder(out) == holder.pid
+    # killed (SIGKILL): the kernel dropped its lock; its pid is still written in the file
+    assert (out / ".lock").read_text().strip() == str(holder.pid) and RunLock.holder(out) is None
+    (out / ".lock").write_text(f"{os.getpid()}\n")  # a live process's pid, as after pid reuse: not a lock
     code, _, stderr = run(small_train(out))
     assert code == 0, stderr
-    assert not (out / ".lock").exists()  # released at the end
+    assert RunLock.holder(out) is None and (out / ".lock").read_text() == ""  # free, and says so
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,10 @@ import json
 import math
 import os
 import stat
-import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, lock_held_elsewhere
 
 from minibert_adapters.cli import main
 from minibert_adapters.experiments import cells, load_grid, run_grid, run_status
@@ -200,17 +199,16 @@ def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_
 def test_a_folder_held_by_a_live_train_is_left_to_it(tmp_path, fake_train, capsys):
     python, calls = fake_train
     out = tmp_path / "results"
-    held, stale = out / cells(GRID)[0].folder, out / cells(GRID)[1].folder
+    held, free = out / cells(GRID)[0].folder, out / cells(GRID)[1].folder
     held.mkdir(parents=True)
-    (held / ".lock").write_text(f"{os.getpid()}\n")  # this test's process: alive
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale.mkdir(parents=True)
-    (stale / ".lock").write_text(gone.stdout)  # a process that has ended: its lock is stale
-    assert run_status(held) == "running" and run_status(stale) == "new"
-    run_grid(grid_file(tmp_path), out, python=python)
+    free.mkdir(parents=True)
+    (free / ".lock").write_text(f"{os.getpid()}\n")  # a live pid but no lock: nobody holds it
+    with lock_held_elsewhere(held) as holder:
+        assert run_status(held) == "running" and run_status(free) == "new"
+        run_grid(grid_file(tmp_path), out, python=python)
     outs = [c[c.index("--out") + 1] for c in calls()]
-    assert str(held) not in outs and str(stale) in outs and len(outs) == 11
-    assert f"{held}: running in process {os.getpid()}; skipped" in capsys.readouterr().out
+    assert str(held) not in outs and str(free) in outs and len(outs) == 11
+    assert f"{held}: running in process {holder.pid}; skipped" in capsys.readouterr().out
 
 
 def test_the_runner_runs_two_jobs_side_by_side_and_each_cell_once(tmp_path, fake_train, monkeypatch, capsys):
