@@ -363,3 +363,15 @@ def test_the_report_calls_a_run_whose_train_died_stopped_not_running(tmp_path):
     (last / "trainer_state.json").write_text("{}")
     write_report(tmp_path, figures=False)
     assert "| sst2 | adapter-8 | 0.001 | 2 | 0 | stopped | 10/20 |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_learning_rates_compete_on_the_seeds_they_share(tmp_path):
+    for seed, final in enumerate((0.88, 0.85, 0.85)):  # three seeds, mean 0.86
+        fake_run(tmp_path, "adapter-8", 1e-3, seed, final)
+    fake_run(tmp_path, "adapter-8", 3e-3, 0, 0.87)  # one seed: beats 0.86 on its mean, loses on seed 0
+    best = select_best(collect_runs(tmp_path))[("sst2", "adapter-8")]
+    assert (best["lr"], best["n"], best["tried"]) == (1e-3, 3, 2)
+    assert best["mean"] == pytest.approx(0.86)
+    fake_run(tmp_path, "adapter-8", 3e-4, 0, 0.89)  # best on seed 0: chosen, and reported with its one seed
+    best = select_best(collect_runs(tmp_path))[("sst2", "adapter-8")]
+    assert (best["lr"], best["n"], best["mean"]) == (3e-4, 1, pytest.approx(0.89))
