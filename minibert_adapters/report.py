@@ -223,7 +223,7 @@ def write_report(out, figures: bool = True) -> list:
     if not figures:
         lines.append("(not drawn: `--no-figures`)")
     else:
-        written += _figures(out, runs, points, lines)
+        written += _figures(out, series, points, lines)
     lines += ["", "## Runs still to do", ""]
     for name, total, todo in missing:
         lines.append(f"- `{name}`: {len(todo)} of {total} runs to do" + (
@@ -250,7 +250,7 @@ def _results_json(best: dict) -> list:
             for c in best.values()]
 
 
-def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
+def _figures(out: Path, series: dict, points: dict, lines: list) -> list:
     from minibert_adapters import figures
 
     if not figures.have_matplotlib():
@@ -263,7 +263,6 @@ def _figures(out: Path, runs: list, points: dict, lines: list) -> list:
         written.append(path)
         lines.append(f"![dev metric against trained parameters]({path.name})  \n*Figure 3/4 style: best-lr dev "
                      "metric (mean ± s.e.m. over seeds) against trained parameters, log axis.*")
-    series = init_std_series(runs)
     if series:
         curves = {f"{task}, m={size}, lr {lr:g}, {epochs:g} ep": [(std, *mean_sem(v)) for std, v in by_std.items()]
                   for (task, size, lr, epochs), by_std in series.items()}
