@@ -19,11 +19,11 @@ import dataclasses
 
 import numpy as np
 
-from adapters import bottleneck  # noqa: F401  (registers the "bottleneck" kind)
-from adapters.config import AdapterConfig
+from adapters.configs import KindConfig, preset_config
 from adapters.kinds import kind_of
 from adapters.policy import Policy, apply_policy, base_model, count_by_role, parameter_roles
 from autograd import nn
+from autograd.nn import StateDictError, check_state
 
 
 class AdapterSet:
@@ -58,9 +58,10 @@ class AdapterSet:
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"adapter name must be a Python identifier (it becomes part of parameter names), "
                              f"got {name!r}")
-        config = AdapterConfig.from_preset(config) if isinstance(config, str) else config
-        if not dataclasses.is_dataclass(config) or isinstance(config, type):
-            raise TypeError(f"config must be an AdapterConfig or a preset name, got {type(config).__name__}")
+        config = preset_config(config) if isinstance(config, str) else config
+        if not isinstance(config, KindConfig):
+            raise TypeError(f"config must be an AdapterConfig or a preset name (or another kind's config, a "
+                            f"KindConfig), got {type(config).__name__}")
         kind = kind_of(config)
         # A copy: the caller may go on to edit or reuse its object, which must not change this adapter.
         config = dataclasses.replace(config)
@@ -221,3 +222,52 @@ def adapter_summary(model, name: str | None = None) -> dict:
     if name is None:
         raise ValueError("no adapter given and none is active")
     return adapter_set.summary(name)
+
+
+# ---- copying tensors into an adapter (what every loader shares) ------------------------------------------------
+def refuse_other_config(model, name: str, config, source):
+    """Loading onto an existing adapter `name` needs the same config: same shapes but another function
+    (non-linearity, placement, parallel, ...) would not restore the saved adapter, only look like it.
+    A size may be given in more than one way (a kind's `size_fields`); only the sizes themselves must agree."""
+    bert_config = base_model(model).config
+    existing = AdapterSet.of(model).config(name)
+    kind = kind_of(config)
+    if kind_of(existing) is not kind:
+        raise ValueError(f"adapter {name!r} already on the model is of kind {kind_of(existing).name!r}, {source} of "
+                         f"kind {kind.name!r}; remove_adapter(model, {name!r}) first or load under another name")
+    have = {**existing.to_dict(), **kind.sizes(existing, bert_config)}
+    want = {**config.to_dict(), **kind.sizes(config, bert_config)}
+    differ = [f"{k}: model {have[k]!r} vs file {want[k]!r}" for k in want
+              if k not in kind.size_fields and have.get(k) != want[k]]
+    if differ:
+        raise ValueError(f"adapter {name!r} already on the model has another config than {source} "
+                         f"({', '.join(differ)}); remove_adapter(model, {name!r}) first or load under another name")
+
+
+def copy_into_adapter(model, name: str, config, tensors: dict, what: str, adapter_only: bool = False,
+                      set_active: bool = True):
+    """Add adapter `name` with `config` (or check the one there has it), then copy `tensors` into task `name`.
+
+    Everything is checked before anything is copied (`check_state`): required names (every parameter the
+    adapter's policy trains; with adapter_only, the adapter's own), unknown names, shapes, dtypes, NaN / Inf.
+    On a problem nothing changes: an adapter added here is removed again.
+    """
+    adapter_set = AdapterSet.of(model)
+    added = name not in adapter_set.configs
+    if added:
+        adapter_set.add(name, config)
+    else:
+        refuse_other_config(model, name, config, what)
+    own = adapter_set.task_parameters(name)
+    roles = parameter_roles(model)
+    required = [k for k in own if roles[k][0].kind == "adapter"] if adapter_only else own
+    try:
+        check_state({k: p.shape for k, p in own.items()}, tensors, what=what, required=required)
+    except StateDictError:
+        if added:
+            adapter_set.remove(name)
+        raise
+    for k, v in tensors.items():
+        own[k].data = np.array(v, dtype=own[k].dtype)
+    if set_active:
+        adapter_set.activate(name)

@@ -2,6 +2,7 @@
 
 An adapter checkpoint holds exactly what one task changes on a frozen base: the adapter's own
 parameters plus the base parameters its policy trains (LayerNorms, head), under the model's own names.
+`load_adapter` also reads AdapterHub's folders (`adapters.adapterhub`), and says what any other folder is.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.adapter_set import AdapterSet
+from adapters.adapter_set import AdapterSet, copy_into_adapter
+from adapters.adapterhub import is_adapterhub_meta, load_adapterhub
+from adapters.compat import DEFAULT_KIND
 from adapters.kinds import kind_named, kind_of
-from adapters.policy import base_model, parameter_roles
-from autograd.nn import StateDictError, check_state
+from adapters.policy import base_model
 from minibert.weights import read_safetensors, write_atomically, write_safetensors
 
 CONFIG_NAME = "adapter_config.json"
@@ -62,6 +64,9 @@ def read_adapter_meta(directory) -> dict:
         raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path} does not hold a JSON object")
+    what = folder_kind(meta)
+    if what != "minibert-adapters":
+        raise ValueError(f"{path}: {what}, not an adapter saved by save_adapter")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')!r}")
     missing = [k for k in ("name", "config", "base_model") if k not in meta]
@@ -70,8 +75,21 @@ def read_adapter_meta(directory) -> dict:
     return meta
 
 
+def folder_kind(meta: dict) -> str:
+    """What wrote an adapter_config.json: "minibert-adapters", "AdapterHub", or a sentence saying what it is."""
+    if "format_version" in meta:
+        return "minibert-adapters"
+    if is_adapterhub_meta(meta):
+        return "AdapterHub"
+    if "peft_type" in meta:
+        return f"a PEFT adapter (peft_type {meta['peft_type']!r}), which this version does not read"
+    return "a JSON file of unknown origin (neither this project's format_version, AdapterHub's config and version, " \
+           "nor PEFT's peft_type)"
+
+
 def load_adapter(model, directory, name: str | None = None, set_active: bool = True) -> str:
-    """Restore an adapter saved by save_adapter onto a (freshly loaded) base model, bit-exactly.
+    """Restore an adapter saved by save_adapter onto a (freshly loaded) base model, bit-exactly; an AdapterHub
+    folder (its save_adapter with use_safetensors=True) is read with `load_adapterhub`.
 
     Adds the adapter if the model does not have it (an adapter of that name already there must have the
     saved config), then copies every saved tensor into the task after `check_state`: the file must hold
@@ -79,6 +97,14 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
     Returns the adapter's name.
     """
     directory = Path(directory)
+    path = directory / CONFIG_NAME
+    if path.is_file():
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raw = None  # read_adapter_meta says so, naming the file
+        if isinstance(raw, dict) and folder_kind(raw) == "AdapterHub":
+            return load_adapterhub(model, directory, name or raw.get("name"), set_active=set_active)
     meta = read_adapter_meta(directory)
     name = name or meta["name"]
     bert = base_model(model)
@@ -89,53 +115,10 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
     if name != meta["name"]:
         tensors = {k.replace(f".adapters.{meta['name']}.", f".adapters.{name}."): v for k, v in tensors.items()}
     try:
-        config = kind_named(meta.get("kind", "bottleneck")).config_class.from_dict(meta["config"])
+        config = kind_named(meta.get("kind", DEFAULT_KIND)).config_class.from_dict(meta["config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{directory / CONFIG_NAME}: {e}") from None
     copy_into_adapter(model, name, config, tensors, f"adapter {name!r} from {directory}", set_active=set_active)
     return name
 
 
-def refuse_other_config(model, name: str, config, source):
-    """Loading onto an existing adapter `name` needs the same config: same shapes but another function
-    (non-linearity, placement, parallel, ...) would not restore the saved adapter, only look like it.
-    The size may be given either way (bottleneck_size or reduction_factor); only M itself must agree."""
-    d = base_model(model).config.hidden_size
-    size_fields = ("bottleneck_size", "reduction_factor")
-    existing = AdapterSet.of(model).config(name)
-    have = {**existing.to_dict(), "M": existing.size_for(d)}
-    want = {**config.to_dict(), "M": config.size_for(d)}
-    differ = [f"{k}: model {have[k]!r} vs file {want[k]!r}" for k in want
-              if k not in size_fields and have.get(k) != want[k]]
-    if differ:
-        raise ValueError(f"adapter {name!r} already on the model has another config than {source} "
-                         f"({', '.join(differ)}); remove_adapter(model, {name!r}) first or load under another name")
-
-
-def copy_into_adapter(model, name: str, config, tensors: dict, what: str, adapter_only: bool = False,
-                      set_active: bool = True):
-    """Add adapter `name` with `config` (or check the one there has it), then copy `tensors` into task `name`.
-
-    Everything is checked before anything is copied (`check_state`): required names (every parameter the
-    adapter's policy trains; with adapter_only, the adapter's own), unknown names, shapes, dtypes, NaN / Inf.
-    On a problem nothing changes: an adapter added here is removed again.
-    """
-    adapter_set = AdapterSet.of(model)
-    added = name not in adapter_set.configs
-    if added:
-        adapter_set.add(name, config)
-    else:
-        refuse_other_config(model, name, config, what)
-    own = adapter_set.task_parameters(name)
-    roles = parameter_roles(model)
-    required = [k for k in own if roles[k][0].kind == "adapter"] if adapter_only else own
-    try:
-        check_state({k: p.shape for k, p in own.items()}, tensors, what=what, required=required)
-    except StateDictError:
-        if added:
-            adapter_set.remove(name)
-        raise
-    for k, v in tensors.items():
-        own[k].data = np.array(v, dtype=own[k].dtype)
-    if set_active:
-        adapter_set.activate(name)

@@ -1,21 +1,26 @@
-"""Adapter kinds: the small interface one parameter-efficient method implements to plug into minibert.
+"""Adapter kinds: the one interface a parameter-efficient method implements to plug into minibert.
 
-A kind answers two questions and nothing else:
+A kind is a subclass of `AdapterKind`, registered once with `register_kind(MyKind())`. It answers, for its
+own method, everything the rest of the project asks:
 
-    slots(bert, config)                   -> [(path, sublayer, slot module)]   where its modules go
-    build(config, bert_config, dtype, rng) -> AdapterModule                    one module for one slot
+    where it goes     slots(bert, config) -> [(path, sublayer, slot module)];  all_slots(bert) (any config)
+    what it builds    build(name, config, bert_config, dtype, rng) -> AdapterModule, one per slot
+    what it counts    formula(config, bert_config) (per module, by arithmetic); formula_text; expected_modules
+    its init          identity_config(config) (exactly the base model at init, or None); init_claims(config)
+                      (the distribution each tensor claims); expected_init_change(config, bert_config)
+    other spellings   foreign_leaves ({other library's leaf name: ours}); sized_like(config, tensors)
+    its known bugs    variants(config): the wrong versions the cross-check diagnosis tries
 
-A *slot* is a module of the model with a `hook` attribute (minibert's `SublayerOutput` today: the place
-between a sub-layer's dropout and its residual). `AdapterSet` does the rest for every kind alike: it
-registers the built modules under `<slot>.adapters.<name>` (so their parameters get dotted names), points
-`slot.hook` at the active one, decides what trains (`adapters.policy`, by module type: every AdapterModule
-is an adapter), counts, saves and loads. A new kind is one module defining its config, its AdapterModule
-and a `register_kind(...)` call; see docs/architecture.md for how LoRA and prefix tuning fit.
+A *slot* is a module of the model with a `hook` attribute (minibert's `SublayerOutput`, its residual and norm).
+`AdapterSet` does the rest for every kind alike: it registers the built modules under `<slot>.adapters.<name>`
+(so their parameters get dotted names), points `slot.hook` at the active one, decides what trains
+(`adapters.policy`, by module type: every AdapterModule is an adapter), counts, saves and loads. A new kind is
+one module (or package) defining its config (a `adapters.configs.KindConfig`), its AdapterModule and its
+AdapterKind; docs/architecture.md shows a whole one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from autograd import nn
@@ -42,17 +47,116 @@ class AdapterModule(nn.Module):
 
 
 @dataclass(frozen=True)
+class Claim:
+    """The distribution one adapter tensor claims at init: "zeros", "ones", "normal", "truncated_normal" (cut at
+    `bound` std) or "uniform" (on [-bound, bound]); `std` for the normals."""
+
+    distribution: str
+    std: float = 0.0
+    bound: float = 0.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A known-wrong version of a kind, for the cross-check diagnosis: in the sub-layers of `scope`, the slot's hook
+    becomes `hook(module)` (None: no adapter there) instead of the module itself."""
+
+    code: str                 # the diagnosis code it stands for (e.g. "placement", "skip-connection")
+    description: str          # what is wrong, in a few words, naming the sub-layers
+    scope: tuple              # the sub-layer labels (slots' second field) whose hook is replaced
+    hook: object              # (module) -> a hook function, or None for "no adapter"
+
+
 class AdapterKind:
-    name: str                 # stored in adapter_config.json as "kind"
-    config_class: type        # a dataclass with to_dict / from_dict
-    slots: Callable           # (bert, config) -> iterable of (path relative to bert, sublayer, slot module)
-    build: Callable           # (name, config, bert_config, dtype, rng) -> AdapterModule
+    """The interface; each method's docstring says what the project asks of a kind."""
+
+    name = ""                  # stored in adapter_config.json as "kind"
+    config_class = None        # a adapters.configs.KindConfig subclass
+    formula_text = ""          # the count per module as the paper writes it, e.g. "2MD + D + M"
+    size_field = None          # the config field the `--size` of the commands sets (e.g. "bottleneck_size")
+    size_fields = ()           # every field that only gives a size (loading compares the sizes, not these)
+    foreign_leaves: dict = {}  # leaf names other libraries give its tensors -> ours
+
+    def slots(self, bert, config):
+        """(path relative to bert, sublayer label, slot module) for every place `config` puts a module."""
+        raise NotImplementedError
+
+    def all_slots(self, bert):
+        """Every place a module of this kind can go, whatever the config (to tell a misplaced tensor from an
+        unknown one)."""
+        raise NotImplementedError
+
+    def build(self, name, config, bert_config, dtype, rng) -> AdapterModule:
+        raise NotImplementedError
+
+    def formula(self, config, bert_config) -> int:
+        """Parameters per module, by the method's formula, from the config alone."""
+        raise NotImplementedError
+
+    def sizes(self, config, bert_config) -> dict:
+        """The sizes in the formula ({"D": 384, "M": 64})."""
+        return {}
+
+    def expected_modules(self, config, bert_config) -> int:
+        """How many modules `config` places in a model of `bert_config`, by arithmetic."""
+        raise NotImplementedError
+
+    def leaves(self, config) -> tuple:
+        """Our names of a module's parameters under `config` ("down.weight", ...)."""
+        raise NotImplementedError
+
+    identity_text = "identity init"  # how the kind's identity init reads in a report ("W_up = 0")
+
+    def describe(self, config) -> str:
+        """The config in one line, for reports."""
+        return f"{self.name} adapter"
+
+    def init_text(self, config) -> str:
+        """The claimed init in a few words, for reports ("truncated_normal std 0.001")."""
+        return ""
+
+    def identity_config(self, config):
+        """A config of the same shapes whose init is exactly the base model (check's bit-identity), or None."""
+        return None
+
+    def init_claims(self, config) -> dict:
+        """{leaf: Claim} for every tensor of a module at init."""
+        raise NotImplementedError
+
+    def expected_init_change(self, config, bert_config) -> float:
+        """The relative change of the final hidden states that the claimed init predicts (to a small factor)."""
+        raise NotImplementedError
+
+    def sized_like(self, config, tensors: dict, bert_config):
+        """`config` with the sizes the tensors have ({slot path: {leaf: array}}), for a case whose tensors
+        disagree with its claimed size; `config` itself if they agree or say nothing."""
+        return config
+
+    def variants(self, config) -> list:
+        """Known-wrong versions (Variant) for the cross-check diagnosis."""
+        return []
+
+    hub_architecture = None    # AdapterHub's "architecture" for this kind's configs, if AdapterHub has it
+
+    def config_from_hub(self, hub: dict, bert_config, tensors: dict):
+        """Our config for an AdapterHub config dict; tensors: {slot path: {our leaf: array}} of the adapter."""
+        raise ValueError(f"adapter kind {self.name!r} has no AdapterHub form")
+
+    def config_to_hub(self, config, bert_config) -> dict:
+        """AdapterHub's config dict for ours (what its save_adapter would write under "config")."""
+        raise ValueError(f"adapter kind {self.name!r} has no AdapterHub form")
+
+    def config_strategy(self, st, bert_config=None, **options):
+        """A Hypothesis strategy of configs (`st` is hypothesis.strategies), for minibert_adapters.testing."""
+        raise NotImplementedError
 
 
 KINDS: dict[str, AdapterKind] = {}
 
 
 def register_kind(kind: AdapterKind) -> AdapterKind:
+    if not isinstance(kind, AdapterKind):
+        raise TypeError(f"register_kind takes an AdapterKind instance, got {type(kind).__name__}")
     KINDS[kind.name] = kind
     return kind
 
@@ -69,3 +173,11 @@ def kind_named(name: str) -> AdapterKind:
     if name not in KINDS:
         raise ValueError(f"unknown adapter kind {name!r}; known kinds: {', '.join(KINDS)}")
     return KINDS[name]
+
+
+def foreign_leaf(leaf: str) -> str:
+    """Our name for a leaf another library wrote (any kind's `foreign_leaves`), else the leaf itself."""
+    for kind in KINDS.values():
+        if leaf in kind.foreign_leaves:
+            return kind.foreign_leaves[leaf]
+    return leaf

@@ -7,9 +7,10 @@ Weights keep the Hugging Face layout: `Linear.weight` is (out, in) and y = x @ W
 has exactly the keys and shapes of a transformers `BertModel` checkpoint and compares tensor for tensor.
 
 Encoder layer (post-LN, Vaswani2017 §3.1 as BERT implements it):
-    a = Dropout(Dense(SelfAttention(x)));   x' = LayerNorm(x + hook(a, x))
-    f = Dropout(Dense(GELU(Dense(x'))));    y  = LayerNorm(x' + hook(f, x'))
-where each `hook` is the identity unless a module has been attached there (see `SublayerOutput`).
+    a = Dropout(Dense(SelfAttention(x)));   x' = LayerNorm(x + a)
+    f = Dropout(Dense(GELU(Dense(x'))));    y  = LayerNorm(x' + f)
+where each `LayerNorm(x + .)` is a hook's to replace once a module has been attached there (see
+`SublayerOutput`).
 """
 
 from __future__ import annotations
@@ -87,14 +88,15 @@ class BertSelfAttention(nn.Module):
 
 
 class SublayerOutput(nn.Module):
-    """The output half of a sub-layer with its residual:  y = LayerNorm(x + hook(Dropout(Dense(h)), x)).
+    """The output half of a sub-layer with its residual:  y = LayerNorm(x + Dropout(Dense(h))).
 
     Ref: Vaswani2017 §3.1 (residual, then LayerNorm); Houlsby2019 §2.1, Fig. 2 (what goes in the hook).
-    Convention: `hook` is one generic slot between the sub-layer's dropout and its residual add, the place
-    where parameter-efficient methods insert their modules. None (the default) is the identity; otherwise a
-    function (a, x) -> a' of the sub-layer output a (B, T, D) and the sub-layer input x (B, T, D). Whoever
-    sets a hook registers the module behind it under a name of its choosing, so its parameters get
-    dotted names; the model itself never looks at them.
+    Convention: `hook` is one generic slot after the sub-layer's dropout, where parameter-efficient methods
+    insert their modules: a function (a, x, norm) -> y of the sub-layer output a (B, T, D), the sub-layer input
+    x (B, T, D) and this sub-layer's own LayerNorm, returning what the sub-layer outputs; None (the default) is
+    y = norm(x + a). Handing over the norm lets a method apply it where it needs. Whoever sets a hook registers
+    the module behind it under a name of its choosing, so its parameters get dotted names; the model itself never
+    looks at them.
     """
 
     def __init__(self, config: BertConfig, n_in: int, dtype=np.float32, rng=None):
@@ -107,7 +109,7 @@ class SublayerOutput(nn.Module):
     def forward(self, h, x):
         a = self.dropout(self.dense(h))  # (B, T, D or F) -> (B, T, D)
         if self.hook is not None:
-            a = self.hook(a, x)
+            return self.hook(a, x, self.LayerNorm)
         return self.LayerNorm(x + a)
 
 
@@ -191,6 +193,13 @@ class BertModelOutput:
     last_hidden_state: Tensor        # (B, T, D)
     pooler_output: Tensor | None     # (B, D)
     hidden_states: tuple | None      # L + 1 tensors (B, T, D): embeddings, then each layer
+
+
+def additive_mask(attention_mask, dtype) -> np.ndarray:
+    """BERT's additive attention mask (B, 1, 1, T) from a 0/1 mask (B, T): 0 where attending is allowed, the
+    dtype's most negative finite number where the key is padding (None is passed instead when nothing is)."""
+    padding = 1.0 - np.asarray(attention_mask)[:, None, None, :].astype(dtype)
+    return padding * np.finfo(dtype).min
 
 
 def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_ids=None, position_ids=None):
@@ -282,13 +291,8 @@ class BertModel(nn.Module):
         input_ids, attention_mask, token_type_ids, position_ids = check_inputs(
             self.config, input_ids, attention_mask, token_type_ids, position_ids)
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T) -> (B, T, D)
-        # 0 where attending is allowed, the most negative finite number where the key is padding; None (no mask
-        # to add) when nothing is padded.
-        additive_mask = None
-        if not attention_mask.all():
-            padding = 1.0 - attention_mask[:, None, None, :].astype(self.dtype)  # (B, 1, 1, T)
-            additive_mask = Tensor(padding * np.finfo(self.dtype).min)
-        hidden_states = self.encoder(x, additive_mask)  # L + 1 tensors (B, T, D); mask (B, 1, 1, T)
+        mask = None if attention_mask.all() else Tensor(additive_mask(attention_mask, self.dtype))  # (B, 1, 1, T)
+        hidden_states = self.encoder(x, mask)  # L + 1 tensors (B, T, D); mask (B, 1, 1, T)
         last = hidden_states[-1]
         return BertModelOutput(
             last_hidden_state=last,

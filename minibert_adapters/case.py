@@ -5,8 +5,9 @@ its configs, every parameter, one batch of inputs, the hidden states it computed
 of `loss = sum(last_hidden_state * cotangent)`. docs/crosscheck.md is the contract; in short:
 
     __metadata__  format="minibert-crosscheck", version="1", bert_config (config.json as JSON),
-                  adapter_config (JSON: our AdapterConfig fields, or {"preset": "houlsby", ...overrides}; absent
-                  for a plain BERT), trainable (JSON list of names), optional adapter_name, optional producer
+                  adapter_config (JSON: the fields of a kind's config with its "kind" (default: the
+                  bottleneck kind, adapters.compat), or {"preset": "houlsby", ...overrides}; absent for a plain BERT),
+                  trainable (JSON list of names), optional adapter_name, optional producer
     param/<name>            every parameter; Hugging Face BertModel names (a `bert.` prefix is accepted);
                             adapter tensors under our names or AdapterHub's (docs/crosscheck.md lists both)
     input/input_ids, input/attention_mask, optional input/token_type_ids       int64 (B, T)
@@ -30,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters import AdapterConfig
-from adapters.adapterhub import ADAPTER_LEAVES, adapter_key, adapter_parameter_name
+from adapters import kind_of, preset_config
+from adapters.compat import DEFAULT_KIND
+from adapters.kinds import kind_named
+from adapters.names import adapter_key, adapter_parameter_name
 from minibert import BertConfig
 
 FORMAT = "minibert-crosscheck"
@@ -135,15 +138,26 @@ def parse_bert_config(d, where: str) -> BertConfig:
         raise CaseError(f"{where}: metadata 'bert_config' does not parse: {e}") from None
 
 
-def parse_adapter_config(d, where: str) -> AdapterConfig:
-    """Our AdapterConfig from the case's adapter_config: its fields, or {"preset": name, ...overrides}."""
+
+
+def adapter_config_dict(config) -> dict:
+    """A config as a case's adapter_config: its kind and its fields."""
+    return {"kind": kind_of(config).name, **config.to_dict()}
+
+
+def parse_adapter_config(d, where: str):
+    """The config of the case's adapter_config: {"kind": name, ...fields}, or {"preset": name, ...overrides}."""
     if not isinstance(d, dict):
         raise CaseError(f"{where}: metadata 'adapter_config' must be a JSON object")
     try:
-        if "preset" in d:
-            fields = dict(d)
-            return AdapterConfig.from_preset(fields.pop("preset"), **fields)
-        return AdapterConfig.from_dict(d)
+        fields = dict(d)
+        if "preset" in fields:
+            config = preset_config(fields.pop("preset"), **{k: v for k, v in fields.items() if k != "kind"})
+            if fields.get("kind", kind_of(config).name) != kind_of(config).name:
+                raise ValueError(f"kind {fields['kind']!r} but preset {d['preset']!r} is of kind "
+                                 f"{kind_of(config).name!r}")
+            return config
+        return kind_named(fields.pop("kind", DEFAULT_KIND)).config_class.from_dict(fields)
     except (TypeError, ValueError) as e:
         raise CaseError(f"{where}: metadata 'adapter_config' does not parse: {e}") from None
 
@@ -167,8 +181,11 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
     bert_dict = _json_field(meta, "bert_config", where)
     bert = parse_bert_config(bert_dict, where)
     adapter_dict = _json_field(meta, "adapter_config", where, required=False)
+    known_leaves = None  # without a claimed config, adapter tensors are refused below
     if adapter_dict is not None:
-        parse_adapter_config(adapter_dict, where)
+        claimed = parse_adapter_config(adapter_dict, where)
+        kind = kind_of(claimed)
+        known_leaves = set(kind.leaves(claimed)) | set(kind.foreign_leaves.values())
     trainable = _json_field(meta, "trainable", where)
     if not isinstance(trainable, list) or not all(isinstance(n, str) for n in trainable):
         raise CaseError(f"{where}: metadata 'trainable' must be a JSON list of parameter names")
@@ -181,9 +198,9 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
             ours, adapter, leaf = canonical_name(name)
             if adapter is not None:
                 adapter_names.add(adapter)
-                if leaf not in ADAPTER_LEAVES:
+                if known_leaves is not None and leaf not in known_leaves:
                     raise CaseError(f"{where}: tensor {key!r}: unknown adapter parameter {leaf!r} "
-                                    f"(known: {', '.join(ADAPTER_LEAVES)})")
+                                    f"(known: {', '.join(sorted(known_leaves))})")
             if ours in groups[kind]:
                 raise CaseError(f"{where}: tensor {key!r} names the same parameter as another tensor ({ours})")
             groups[kind][ours] = value
@@ -306,7 +323,7 @@ def case_from_model(model, input_ids, attention_mask, token_type_ids=None, cotan
     finally:
         bert.train(training)
     return Case(bert_config=bert.config.to_dict(),
-                adapter_config=adapter_set.configs[active].to_dict() if active else None,
+                adapter_config=adapter_config_dict(adapter_set.configs[active]) if active else None,
                 trainable=[k for k in keep if params[k].requires_grad],
                 params={k: params[k].data.copy() for k in keep},
                 input_ids=np.asarray(input_ids, dtype=np.int64), attention_mask=np.asarray(attention_mask, np.int64),

@@ -1,11 +1,13 @@
 """`minibert check`: the paper's three facts, measured on a real pretrained BERT.
 
-1. Parameter count: every adapter module has 2MD + D + M parameters (Houlsby2019 §2.1).
-2. (Near-)identity at init: with W_up = 0 the adapted model equals the base model bit for bit; with the
-   preset's small init the final hidden states move only slightly (Houlsby2019 §2.1: "near-identity"). How
-   slightly depends on the preset (std 1e-3, 1e-2, 0.02; truncated or not), so it is judged against the preset's
-   own claim (minibert_adapters.init_stats): the drawn weights have the claimed distribution, and the output moves
-   no more than ten times what the claimed std predicts.
+1. Parameter count: every adapter module has the parameters its kind's formula gives (bottleneck adapters:
+   2MD + D + M, Houlsby2019 §2.1).
+2. (Near-)identity at init: with the kind's identity init (bottleneck: W_up = 0) the adapted model equals the
+   base model bit for bit; with the preset's small init the final hidden states move only slightly (Houlsby2019
+   §2.1: "near-identity"). How slightly depends on the preset (std 1e-3, 1e-2, 0.02; truncated or not), so it is
+   judged against the preset's own claim (the kind's `init_claims`, judged by minibert_adapters.init_stats): the
+   drawn weights have the claimed distribution, and the output moves no more than ten times what the claim
+   predicts.
 3. Gradients reach only what trains: after train_adapter, one backward sets .grad on exactly the
    parameters the policy trains, and the adapter gradients agree with float64 central differences.
 """
@@ -17,24 +19,33 @@ import re
 import numpy as np
 
 from adapters import (
-    AdapterConfig,
     Policy,
     adapter_summary,
     add_adapter,
+    kind_of,
     parameter_roles,
+    preset_config,
     remove_adapter,
     set_active_adapter,
     train_adapter,
 )
-from adapters.adapterhub import adapter_key
+from adapters.names import adapter_key
 from adapters.policy import trainable_names
 from autograd import no_grad
-from minibert_adapters.init_stats import CHANGE_FACTOR, expected_relative_change, judge_init
+from minibert_adapters.init_stats import CHANGE_FACTOR, judge_init
 
 SENTENCES = ["the movie was a delight from start to finish .",
              "a tedious , overlong mess with nothing to say .",
              "Adapters add a few parameters per task and keep the base model frozen."]
 LABELS = [1, 0, 1]
+
+
+def size_override(preset: str) -> str:
+    """The config field a command's `--size` sets for `preset`: its kind's `size_field`."""
+    field = kind_of(preset_config(preset)).size_field
+    if field is None:
+        raise ValueError(f"--size: preset {preset!r} is of a kind with no size")
+    return field
 
 
 def _relative_change(a, b) -> float:
@@ -49,8 +60,9 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
 
     folder = resolve_model_dir(model_path)
     if size is not None:
-        overrides["bottleneck_size"] = size
-    config = AdapterConfig.from_preset(preset, **overrides)
+        overrides[size_override(preset)] = size
+    config = preset_config(preset, **overrides)
+    kind = kind_of(config)
     tok = Tokenizer.from_pretrained(folder)
     enc = tok(SENTENCES, padding=True, truncation=True, max_length=32)
     batch = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], token_type_ids=enc["token_type_ids"])
@@ -60,15 +72,19 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
     report = {"model": {"path": str(folder), "hidden_size": bert.config.hidden_size,
                         "num_hidden_layers": bert.config.num_hidden_layers,
                         "base_parameters": bert.num_parameters()},
-              "preset": preset, "config": config.to_dict(), "facts": {}}
+              "preset": preset, "kind": kind.name, "config": config.to_dict(), "facts": {}}
     facts = report["facts"]
 
     # -- 2. identity at init (measured first, on the frozen base in eval mode) --------------------------------
     with no_grad():
         base = bert(**batch).last_hidden_state.data
-        add_adapter(model, "zero_init", AdapterConfig.from_dict({**config.to_dict(), "init": "zeros"}), seed=seed)
-        zero = bert(**batch).last_hidden_state.data
-        remove_adapter(model, "zero_init")
+        identity = kind.identity_config(config)
+        if identity is not None:
+            add_adapter(model, "zero_init", identity, seed=seed)
+            zero = bert(**batch).last_hidden_state.data
+            remove_adapter(model, "zero_init")
+        else:  # a kind with no exact identity (prefix tuning): the near-identity below is all it claims
+            zero = base
         add_adapter(model, "check", config, seed=seed)
         near = bert(**batch).last_hidden_state.data
     mask = batch["attention_mask"].astype(bool)
@@ -77,12 +93,14 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
     for name, (role, _, p) in parameter_roles(model).items():
         if role.kind == "adapter" and role.adapter == "check":
             drawn.setdefault(adapter_key(name)[2], []).append(p.data.copy())
-    distribution = judge_init(config, drawn)
-    expected = expected_relative_change(config, bert.config.hidden_size, bert.config.num_hidden_layers)
+    distribution = judge_init(kind.init_claims(config, bert.config), drawn)
+    expected = kind.expected_init_change(config, bert.config)
     facts["identity"] = {
+        "identity_init": kind.identity_text, "init_text": kind.init_text(config),
         "zero_init_bit_identical": bool(np.array_equal(zero, base)),
         "zero_init_max_abs_diff": float(np.abs(zero - base).max()),
-        "init": config.init, "init_std": config.init_std, "init_distribution": distribution,
+        "init": getattr(config, "init", None), "init_std": getattr(config, "init_std", None),
+        "init_distribution": distribution,
         "std_init_relative_change": rel, "expected_relative_change": expected, "change_factor": CHANGE_FACTOR,
     }
     facts["identity"]["ok"] = (facts["identity"]["zero_init_bit_identical"] and distribution["ok"]
@@ -99,7 +117,8 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
                 + (d * d + d if config.train_pooler else 0))
     facts["parameter_count"] = {
         "modules": summary["modules"],
-        "expected_modules": bert.config.num_hidden_layers * len(config.sublayers),
+        "formula_text": kind.formula_text,
+        "expected_modules": kind.expected_modules(config, bert.config),
         "adapter_parameters": summary["adapter_parameters"], "layer_norm_parameters": summary["layer_norm_parameters"],
         "head_parameters": summary["head_parameters"], "pooler_parameters": summary["pooler_parameters"],
         "trainable_parameters": summary["trainable_parameters"], "expected_trainable_parameters": expected,
@@ -194,10 +213,13 @@ def format_report(report: dict) -> str:
              f"{m['base_parameters']:,} base parameters)",
              f"adapter preset: {report['preset']}  "
              + ", ".join(f"{k}={v}" for k, v in report["config"].items()), "",
-             f"[{mark[pc['ok']]}] 1. parameter count: 2MD + D + M per module"]
-    lines.append(f"    {'module':<58} {'D':>5} {'M':>5} {'2MD+D+M':>9} {'counted':>9}")
+             f"[{mark[pc['ok']]}] 1. parameter count: {pc['formula_text']} per module"]
+    sizes = [k for k in (pc["modules"][0] if pc["modules"] else {}) if k.isupper()]  # D, M, ... as the kind names
+    formula = pc["formula_text"].replace(" ", "")
+    lines.append(f"    {'module':<58} " + "".join(f"{k:>5} " for k in sizes) + f"{formula:>9} {'counted':>9}")
     for r in pc["modules"]:
-        lines.append(f"    {r['module']:<58} {r['D']:>5} {r['M']:>5} {r['formula']:>9,} {r['counted']:>9,}")
+        lines.append(f"    {r['module']:<58} " + "".join(f"{r[k]:>5} " for k in sizes)
+                     + f"{r['formula']:>9,} {r['counted']:>9,}")
     lines += [f"    {len(pc['modules'])} modules (expected {pc['expected_modules']}), "
               f"adapters {pc['adapter_parameters']:,}"
               f" + LayerNorms {pc['layer_norm_parameters']:,} + head {pc['head_parameters']:,}"
@@ -205,10 +227,10 @@ def format_report(report: dict) -> str:
               f" (the config's policy: {pc['expected_trainable_parameters']:,})"
               f" = {pc['percent_of_base']:.2f}% of {pc['base_parameters']:,}", "",
               f"[{mark[ident['ok']]}] 2. identity at init",
-              f"    W_up = 0: outputs bit-identical to the base model: {ident['zero_init_bit_identical']} "
-              f"(max |diff| {ident['zero_init_max_abs_diff']:.3g})",
-              f"    {ident['init']} std {ident['init_std']:g}: relative change of final hidden states "
-              f"{ident['std_init_relative_change']:.3e} (the claimed std predicts "
+              f"    {ident['identity_init']}: outputs bit-identical to the base model: "
+              f"{ident['zero_init_bit_identical']} (max |diff| {ident['zero_init_max_abs_diff']:.3g})",
+              f"    {ident['init_text']}: relative change of final hidden states "
+              f"{ident['std_init_relative_change']:.3e} (the claimed init predicts "
               f"{ident['expected_relative_change']:.1e}; allowed {ident['change_factor']:g}x that)"]
     for leaf, e in ident["init_distribution"]["leaves"].items():
         detail = f"measured std {e['measured_std']:.3e}, expected {e.get('expected_std', 0.0):.3e}" \

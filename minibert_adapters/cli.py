@@ -106,14 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="prove the three adapter facts on a real pretrained BERT",
                        description="Insert adapters into a real BERT (float64) and measure the paper's three facts: "
-                                   "2MD + D + M parameters per module, identity at init, gradients only where the "
-                                   "policy trains (and agreeing with central differences).",
+                                   "each module's parameter count by its kind's formula, identity at init, gradients "
+                                   "only where the policy trains (and agreeing with central differences).",
                        epilog=f"presets:\n{presets}\n\n{EXIT_CODES}",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="Hugging Face folder (config.json + model.safetensors); default: embedded MiniLM")
     p.add_argument("--preset", default="houlsby", metavar="PRESET",
                    help="adapter preset (default: houlsby, the original code; see below)")
-    p.add_argument("--size", type=positive_int, help="bottleneck size M (default: the preset's)")
+    p.add_argument("--size", type=positive_int, help="adapter size, its kind's size field (M for Houlsby "
+                                                    "adapters; default: the preset's)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--fd-samples", type=positive_int, default=6,
                    help="adapter-gradient entries checked by finite differences (default 6)")
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from minibert_adapters.crosscheck_command import add_crosscheck_parser
     from minibert_adapters.evaluate_command import add_evaluate_parsers
-    from minibert_adapters.experiments import add_experiments_parser
+    from minibert_adapters.experiments_command import add_experiments_parser
     from minibert_adapters.train_command import add_train_parser
 
     add_train_parser(sub)

@@ -12,7 +12,8 @@ each judged by the one tolerance table (minibert_adapters.tolerances):
   layer ("local" error), so a difference is found where it starts instead of everywhere after it;
 - gradients: every parameter the candidate gave one; gradients on parameters the claimed policy freezes; missing
   gradients on parameters it trains;
-- parameter counts: 2MD + D + M per module (Houlsby2019 §2.1), modules per layer;
+- parameter counts: the kind's formula per module (2MD + D + M for bottleneck adapters, Houlsby2019 §2.1),
+  modules per layer;
 - the trainable set against the claimed config's policy (adapters.policy);
 - the init against the claimed distribution (minibert_adapters.init_stats), when the case has init/ tensors.
 
@@ -25,13 +26,14 @@ import dataclasses
 
 import numpy as np
 
-from adapters import AdapterConfig, Policy, add_adapter, remove_adapter, set_active_adapter
-from adapters.adapterhub import adapter_key, adapter_parameter_name
+from adapters import KindConfig, Policy, add_adapter, remove_adapter, set_active_adapter
 from adapters.kinds import kind_of
+from adapters.names import adapter_key, adapter_parameter_name
 from adapters.policy import trainable_names
 from autograd import Tensor, no_grad
 from autograd.nn import StateDictError, check_state
 from minibert import BertModel
+from minibert.modeling import additive_mask
 from minibert_adapters.case import (
     Case,
     CaseError,
@@ -40,8 +42,9 @@ from minibert_adapters.case import (
     parse_bert_config,
     read_case,
 )
+from minibert_adapters.diagnosis import diagnose
 from minibert_adapters.init_stats import judge_init
-from minibert_adapters.tolerances import TOLERANCES, tolerance_for
+from minibert_adapters.tolerances import TOLERANCES, hidden_error, tolerance_for
 
 
 @dataclasses.dataclass
@@ -49,8 +52,8 @@ class Reference:
     """This project's model loaded with a case's weights, and what the loading found."""
 
     model: BertModel
-    config: AdapterConfig | None       # the claimed adapter config (M as the case's tensors have it)
-    claimed: AdapterConfig | None      # the claimed adapter config as written
+    config: KindConfig | None          # the claimed adapter config (sizes as the case's tensors have them)
+    claimed: KindConfig | None         # the claimed adapter config as written
     name: str | None                   # the adapter's name
     slots: list                        # (path, sublayer, slot module) the claimed placement names
     present: dict                      # slot path -> {leaf: array} of the case's adapter tensors there
@@ -60,8 +63,9 @@ class Reference:
 def reference_model(case: Case, dtype=np.float64) -> Reference:
     """Build this project's BertModel with the case's configs and copy its parameters in (in `dtype`).
 
-    Adapter modules the claimed placement names but the case lacks are kept as exact identities (W_up = 0,
-    b_up = 0), so the rest can still be compared; the count reports them missing.
+    Adapter modules the claimed placement names but the case lacks are kept as exact identities (the kind's
+    `identity_config`, e.g. W_up = 0 and b_up = 0), so the rest can still be compared; the count reports them
+    missing.
     """
     where = case.source
     bert_config = parse_bert_config(case.bert_config, where)
@@ -81,41 +85,36 @@ def reference_model(case: Case, dtype=np.float64) -> Reference:
         return Reference(model, None, None, None, [], {}, [])
 
     claimed = parse_adapter_config(case.adapter_config, where)
+    kind = kind_of(claimed)
     name = case.adapter_name
     present, unknown = {}, []
-    sublayer_outputs = {f"encoder.layer.{i}.{s}" for i in range(bert_config.num_hidden_layers)
-                        for s in ("attention.output", "output")}
+    places = {path for path, _, _ in kind.all_slots(model)}
     for key, value in others.items():
         slot, _, leaf = adapter_key(key) or (None, None, None)
-        if slot not in sublayer_outputs:
+        if slot not in places:
             unknown.append(key)
         else:
             present.setdefault(slot, {})[leaf] = value
     if unknown:
-        raise CaseError(f"{where}: unknown parameter names (neither a BertModel parameter nor an adapter in a "
-                        f"sub-layer output): {sorted(unknown)[:5]}")
-    # M as the case's tensors have it, if they agree; the count compares it with the claimed M.
-    sizes = {v["down.weight"].shape[0] for v in present.values() if "down.weight" in v}
-    config = claimed
-    if len(sizes) == 1 and next(iter(sizes)) != claimed.size_for(bert_config.hidden_size):
-        config = dataclasses.replace(claimed, bottleneck_size=next(iter(sizes)), reduction_factor=None)
-    add_adapter(model, name, config, seed=0)
-    slots = list(kind_of(config).slots(model, config))
+        raise CaseError(f"{where}: unknown parameter names (neither a BertModel parameter nor a {kind.name} adapter "
+                        f"in a place it can go): {sorted(unknown)[:5]}")
+    # The sizes the case's tensors have, if they agree; the count compares them with the claimed ones.
+    config = kind.sized_like(claimed, present, bert_config)
+    identity = kind.identity_config(config) or config
+    add_adapter(model, name, identity, seed=0)  # a module the case lacks stays an exact identity
+    slots = list(kind.slots(model, config))
     named = {path for path, _, _ in slots}
     own = {k: p for k, p in model.named_parameters() if k not in model.checkpoint_names}
     expected_shapes = {k: p.shape for k, p in own.items()}
     tensors = {}
     for path, _, slot in slots:
-        module = slot.adapters[name]
-        if path not in present:  # a missing module: an exact identity, so the rest can be compared
-            module.up.weight.data[...] = 0.0
-            module.up.bias.data[...] = 0.0
+        if path not in present:
             continue
-        for leaf, _ in module.named_parameters():
+        for leaf, p in slot.adapters[name].named_parameters():
             if leaf in present[path]:
                 tensors[adapter_parameter_name(path, name, leaf)] = present[path][leaf]
             else:  # a missing tensor of a present module: zero (the count reports it)
-                dict(module.named_parameters())[leaf].data[...] = 0.0
+                p.data[...] = 0.0
     try:
         check_state(expected_shapes, tensors, what=f"{where}: adapter tensors", required=())
     except StateDictError as e:
@@ -132,12 +131,6 @@ def _one_line(error) -> str:
     return "; ".join(line.strip() for line in str(error).splitlines())
 
 
-def additive_mask(attention_mask, dtype):
-    """BERT's additive mask (B, 1, 1, T): 0 for real tokens, the dtype's most negative number for padding."""
-    padding = 1.0 - np.asarray(attention_mask)[:, None, None, :].astype(dtype)
-    return padding * np.finfo(dtype).min
-
-
 def run_reference(ref: Reference, case: Case):
     """(hidden states, {name: gradient or None}) of the reference model on the case's inputs, every parameter
     differentiated, loss = sum(last_hidden_state * cotangent)."""
@@ -150,12 +143,6 @@ def run_reference(ref: Reference, case: Case):
     loss.backward()
     grads = {k: (None if p.grad is None else p.grad.copy()) for k, p in model.named_parameters()}
     return [h.data.copy() for h in out.hidden_states], grads
-
-
-def hidden_error(h, ref, real) -> float:
-    """max |h - ref| / max(1, max |ref|) over the real tokens (the tolerance table's measure)."""
-    h, ref = np.asarray(h, dtype=np.float64)[real], np.asarray(ref, dtype=np.float64)[real]
-    return float(np.abs(h - ref).max() / max(1.0, float(np.abs(ref).max())))
 
 
 def local_errors(ref: Reference, case: Case) -> list:
@@ -204,22 +191,22 @@ def missing_module_parameters(ref: Reference) -> list:
 
 
 def count_parameters(ref: Reference) -> dict:
-    """2MD + D + M per module with the claimed M, modules per layer, against the case's tensors."""
+    """The kind's formula per module with the claimed sizes, modules per layer, against the case's tensors."""
     if ref.claimed is None:
         return {"modules": [], "ok": True}
     bert = ref.model.config
-    d = bert.hidden_size
-    m = ref.claimed.size_for(d)
-    formula = 2 * m * d + d + m + (2 * d if ref.claimed.layer_norm else 0)
+    kind = kind_of(ref.claimed)
+    formula, sizes = kind.formula(ref.claimed, bert), kind.sizes(ref.claimed, bert)
     rows = []
     for path, sublayer, _ in ref.slots:
         counted = sum(int(np.size(v)) for v in ref.present.get(path, {}).values())
-        rows.append({"module": path, "sublayer": sublayer, "D": d, "M": m, "formula": formula, "counted": counted,
+        rows.append({"module": path, "sublayer": sublayer, **sizes, "formula": formula, "counted": counted,
                      "present": path in ref.present, "ok": counted == formula})
-    per_layer = len(ref.claimed.sublayers)
+    per_layer = kind.expected_modules(ref.claimed, bert) // bert.num_hidden_layers
     layers = [sum(1 for r in rows if r["present"] and r["module"].startswith(f"encoder.layer.{i}."))
               for i in range(bert.num_hidden_layers)]
-    return {"modules": rows, "formula": formula, "modules_per_layer": layers, "expected_per_layer": per_layer,
+    return {"modules": rows, "formula": formula, "formula_text": kind.formula_text,
+            "modules_per_layer": layers, "expected_per_layer": per_layer,
             "extra_modules": ref.extra_slots, "missing_modules": [r["module"] for r in rows if not r["present"]],
             "ok": all(r["ok"] for r in rows) and not ref.extra_slots}
 
@@ -241,7 +228,7 @@ def judge_case_init(ref: Reference, case: Case) -> dict:
     by_leaf = {}
     for name, value in case.init.items():
         by_leaf.setdefault(adapter_key(name)[2], []).append(value)
-    report = {"given": True, **judge_init(ref.claimed, by_leaf)}
+    report = {"given": True, **judge_init(kind_of(ref.claimed).init_claims(ref.claimed, ref.model.config), by_leaf)}
     report["output_change"] = init_output_change(ref, case)
     report["ok"] = report["ok"] and report["output_change"]["ok"]
     return report
@@ -285,8 +272,6 @@ def crosscheck(case, rtol: float | None = None) -> dict:
     rtol: a relative tolerance for hidden states and gradients instead of the table's (the command's --rtol).
     Raises CaseError for a case that cannot be judged.
     """
-    from minibert_adapters.diagnosis import diagnose
-
     # A Case built in memory gets the same checks and name normalisation as one read from a file.
     case = case_from_tensors(case.tensors(), case.metadata(), case.source) if isinstance(case, Case) else \
         read_case(case)
@@ -308,6 +293,8 @@ def crosscheck(case, rtol: float | None = None) -> dict:
         "case": case.source, "producer": case.producer, "dtype": dtype_name, "tolerance": tol.to_dict(),
         "tolerance_table": {k: v.to_dict() for k, v in TOLERANCES.items()},
         "adapter": ref.name, "adapter_config": ref.claimed.to_dict() if ref.claimed else None,
+        "adapter_kind": kind_of(ref.claimed).name if ref.claimed else None,
+        "adapter_description": kind_of(ref.claimed).describe(ref.claimed) if ref.claimed else None,
         "forward": forward, "gradients": compare_gradients(ref, case, grads, tol),
         "counts": count_parameters(ref), "trainable": compare_trainable(ref, case),
         "init": judge_case_init(ref, case),

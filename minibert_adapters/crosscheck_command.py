@@ -45,8 +45,7 @@ def format_report(report: dict) -> str:
     if report["adapter"]:
         c = report["adapter_config"]
         layer_norms = "train" if c["train_layer_norms"] else "frozen"
-        lines.append(f"adapter {report['adapter']!r}: {c['placement']} placement, f = {c['non_linearity']}, "
-                     f"init {c['init']} std {c['init_std']:g}, LayerNorms {layer_norms}")
+        lines.append(f"adapter {report['adapter']!r}: {report['adapter_description']}, LayerNorms {layer_norms}")
     forward = report["forward"]
     lines += ["", f"[{MARK[forward['ok']]}] forward: each hidden state, and each layer alone fed the candidate's own "
                   "input to it",
@@ -69,7 +68,8 @@ def format_report(report: dict) -> str:
     lines += [f"      TRAINED, NO GRAD:     {p}" for p in _grouped(grads["missing"])]
     counts = report["counts"]
     if counts.get("modules"):
-        lines += ["", f"[{MARK[counts['ok'] and not counts['missing_modules']]}] parameter counts: 2MD + D + M = "
+        lines += ["", f"[{MARK[counts['ok'] and not counts['missing_modules']]}] parameter counts: "
+                      f"{counts['formula_text']} = "
                       f"{counts['formula']:,} per module, {counts['expected_per_layer']} modules per layer; "
                       f"found per layer: {counts['modules_per_layer']}"]
         lines += [f"      {r['module']}: {r['counted']:,}" for r in counts["modules"] if not r["ok"]]

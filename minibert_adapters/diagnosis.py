@@ -26,21 +26,24 @@ A correct implementation gets an empty diagnosis.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
 import autograd.functional as F
-from adapters.adapterhub import adapter_key, adapter_parameter_name
-from autograd import Tensor, no_grad
-from minibert_adapters.crosscheck import additive_mask, hidden_error
-from minibert_adapters.tolerances import TOLERANCES
+from adapters.kinds import Variant as KindVariant
+from adapters.kinds import kind_of
+from adapters.names import adapter_key, adapter_parameter_name
+from autograd import Tensor, nn, no_grad
+from minibert.modeling import additive_mask
+from minibert_adapters.tolerances import TOLERANCES, hidden_error
 
 SENTENCES = {
     "placement": "The adapter is not where the claimed placement puts it (after dense + dropout, before the "
                  "residual add and the LayerNorm)",
-    "skip-connection": "The adapter's internal skip connection is missing: it returns W_up f(W_down h) + b_up "
-                       "instead of h + W_up f(W_down h) + b_up",
+    "skip-connection": "The adapter's internal skip connection is missing: it returns its branch A(h) instead of "
+                       "h + A(h)",
     "non-linearity": "The adapter applies another non-linearity than the claimed one",
     "init-scale": "The adapter's init is not the claimed distribution, or not near identity",
     "trainable-set": "The parameters that train are not the ones the claimed config's policy trains",
@@ -50,49 +53,27 @@ SENTENCES = {
     "precision": "The case is float64 but agrees only to float32 level: part of it was computed in float32",
 }
 CODES = tuple(SENTENCES)
-SUBLAYERS = ("attention", "ffn")
 
 
 @dataclass(frozen=True)
 class Variant:
-    """This project's encoder layer with one thing changed. `adapter` kinds:
-
-    correct          a + A(h) as claimed (only `non_linearity` may be changed)
-    no-skip          W_up f(W_down h) + b_up, without the adapter's own `h +`
-    other-input      the adapter fed the sub-layer input x instead of its output a (or the reverse, if parallel)
-    after-layernorm  y = LN(x + a), then y + A(y): the adapter after the sub-layer's LayerNorm
-    on-sum           LN(s + A(s)) with s = x + a: the adapter on the residual sum, before the LayerNorm
-    absent           no adapter in that sub-layer
-    """
+    """This project's encoder layer with one thing changed: the adapter in some sub-layers (`adapter`, one of the
+    claimed kind's `adapters.kinds.Variant`s) or the base model (LayerNorm eps, feed-forward activation, mask)."""
 
     code: str
     description: str
-    scope: tuple = SUBLAYERS            # the sub-layers whose adapter is changed
-    adapter: str = "correct"
-    non_linearity: str | None = None    # replaces the adapter's f ("identity": none at all)
+    adapter: KindVariant | None = None  # the kind's wrong version of its adapter, in the sub-layers of its scope
     layer_norm_eps: float | None = None  # replaces every LayerNorm's eps
     hidden_act: str | None = None       # replaces the feed-forward activation
     mask: str = "correct"               # "wrong-sign" (+ instead of -), "inverted" (masks real tokens), "ignored"
 
 
 def variants(bert_config, config) -> list:
-    """The known-wrong variants of the reference for a claimed BERT config and adapter config (None: no adapter)."""
+    """The known-wrong variants of the reference for a claimed BERT config and adapter config (None: no adapter):
+    the kind's own (`AdapterKind.variants`) and the base model's."""
     out = []
     if config is not None:
-        scopes = [(s,) for s in config.sublayers] + ([tuple(config.sublayers)] if len(config.sublayers) > 1 else [])
-        for scope in scopes:
-            where = " and ".join(("after attention" if s == "attention" else "after the FFN") for s in scope)
-            other = "sub-layer output a (sequential)" if config.parallel else "sub-layer input x (parallel)"
-            out += [Variant("placement", f"adapter after the LayerNorm ({where})", scope, "after-layernorm"),
-                    Variant("placement", f"adapter on the residual sum x + a, before the LayerNorm ({where})", scope,
-                            "on-sum"),
-                    Variant("placement", f"adapter fed the {other} ({where})", scope, "other-input"),
-                    Variant("skip-connection", f"adapter without its skip connection ({where})", scope, "no-skip"),
-                    Variant("missing-modules", f"no adapter {where}", scope, "absent")]
-            for f in ("gelu_new", "gelu", "relu", "silu", "tanh", "identity"):
-                if f != config.non_linearity:
-                    out.append(Variant("non-linearity", f"adapter non-linearity {f} instead of {config.non_linearity} "
-                                                        f"({where})", scope, non_linearity=f))
+        out += [Variant(v.code, v.description, adapter=v) for v in kind_of(config).variants(config)]
     for eps in (1e-5, 1e-6, 1e-12):
         if eps != bert_config.layer_norm_eps:
             out.append(Variant("base-mismatch", f"LayerNorm eps {eps:g} instead of {bert_config.layer_norm_eps:g}",
@@ -120,56 +101,50 @@ def variant_mask(attention_mask, dtype, kind: str):
     return None  # ignored
 
 
-def sublayer_forward(slot, h, x, module, v: Variant, sublayer: str, eps: float):
-    """One sub-layer output with its residual, as variant `v` computes it (eval mode: dropout is the identity)."""
-    a = slot.dense(h)
+@contextlib.contextmanager
+def as_variant(layer, v: Variant, slots: list, modules: dict):
+    """Encoder layer `layer` (this project's own) changed into variant `v` for the duration: slot hooks, LayerNorm
+    eps and the feed-forward activation are swapped, and put back afterwards, so the layer's forward is the one
+    that runs (eval mode: dropout is the identity).
 
-    def ln(y):
-        return F.layer_norm(y, slot.LayerNorm.weight, slot.LayerNorm.bias, eps)
-
-    changed = sublayer in v.scope
-    if module is None or (changed and v.adapter == "absent"):
-        return ln(x + a)
-    if not changed:
-        return ln(x + module(a, x))
-    f = (lambda z: z) if v.non_linearity == "identity" else \
-        F.activation(v.non_linearity) if v.non_linearity else module.f
-
-    def body(inp):  # W_up f(W_down h) + b_up, with the adapter's own LayerNorm in the layer_norm ablation
-        inner = module.layer_norm(inp) if module.layer_norm is not None else inp
-        return module.up(f(module.down(inner)))
-
-    own, other = (x, a) if module.parallel else (a, x)
-    if v.adapter == "correct":
-        return ln(x + a + body(own))
-    if v.adapter == "no-skip":
-        return ln(x + body(own))
-    if v.adapter == "other-input":
-        return ln(x + a + body(other))
-    if v.adapter == "after-layernorm":
-        y = ln(x + a)
-        return y + body(y)
-    if v.adapter == "on-sum":
-        s = x + a
-        return ln(s + body(s))
-    raise ValueError(f"unknown variant kind {v.adapter!r}")
-
-
-def layer_forward(layer, x, mask, v: Variant, modules: dict, eps: float, context=None):
-    """One encoder layer (post-LN, as minibert.modeling.BertLayer) computed as variant `v`.
-    context: the self-attention output for this x and mask, if already computed (it does not depend on `v`'s
-    adapter or eps)."""
-    eps = v.layer_norm_eps if v.layer_norm_eps is not None else eps
-    context = layer.attention.self(x, mask) if context is None else context
-    x1 = sublayer_forward(layer.attention.output, context, x, modules.get("attention"), v, "attention", eps)
-    act = F.activation(v.hidden_act) if v.hidden_act else layer.intermediate.act
-    return sublayer_forward(layer.output, act(layer.intermediate.dense(x1)), x1, modules.get("ffn"), v, "ffn", eps)
+    slots: (path, sublayer, slot) of this layer; modules: {path: the case's adapter module there}."""
+    saved_hooks = [(slot, slot.hook) for _, _, slot in slots]
+    norms = [m for _, m in layer.named_modules() if isinstance(m, nn.LayerNorm)]
+    saved_eps = [(m, m.eps) for m in norms]
+    saved_act = layer.intermediate.act
+    try:
+        for path, sublayer, slot in slots:
+            module = modules.get(path)
+            if module is None:
+                slot.hook = None
+            elif v.adapter is not None and sublayer in v.adapter.scope:
+                slot.hook = v.adapter.hook(module)
+            else:
+                slot.hook = module.forward
+        if v.layer_norm_eps is not None:
+            for m in norms:
+                m.eps = v.layer_norm_eps
+        if v.hidden_act:
+            layer.intermediate.act = F.activation(v.hidden_act)
+        yield layer
+    finally:
+        for slot, hook in saved_hooks:
+            slot.hook = hook
+        for m, eps in saved_eps:
+            m.eps = eps
+        layer.intermediate.act = saved_act
 
 
-def layer_modules(ref, i: int) -> dict:
-    """{sublayer: adapter module} of encoder layer i, for the sub-layers where the case has an adapter."""
-    return {sublayer: slot.adapters[ref.name] for path, sublayer, slot in ref.slots
-            if path.startswith(f"encoder.layer.{i}.") and path in ref.present}
+def layer_slots(ref, i: int) -> tuple:
+    """(slots, modules) of encoder layer i: every place the claimed kind can go in it, and the case's adapter
+    module in each place the case has one."""
+    if ref.config is None:
+        return [], {}
+    prefix = f"encoder.layer.{i}."
+    slots = [s for s in kind_of(ref.config).all_slots(ref.model) if s[0].startswith(prefix)]
+    named = {path: slot for path, _, slot in ref.slots}
+    modules = {path: named[path].adapters[ref.name] for path, _, _ in slots if path in named and path in ref.present}
+    return slots, modules
 
 
 def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list:
@@ -177,20 +152,17 @@ def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list
 
     first: variants to try before the others; when one of them fits, the others are not tried (a bug that
     reproduces one layer usually reproduces the next, and each variant costs a layer's forward pass)."""
-    model = ref.model
-    layer, eps = model.encoder.layer[i], model.config.layer_norm_eps
+    layer = ref.model.encoder.layer[i]
     x = Tensor(case.hidden_states[i].astype(np.float64))
     real = case.attention_mask.astype(bool)
-    modules = layer_modules(ref, i)
-    contexts = {}  # mask kind -> self-attention output, shared by every variant with that mask
+    slots, modules = layer_slots(ref, i)
     results = []
     with no_grad():
         for group in (list(first), [v for v in candidates if v not in first]):
             for v in group:
-                if v.mask not in contexts:
-                    mask = variant_mask(case.attention_mask, np.float64, v.mask)
-                    contexts[v.mask] = layer.attention.self(x, None if mask is None else Tensor(mask))
-                out = layer_forward(layer, x, None, v, modules, eps, context=contexts[v.mask]).data
+                mask = variant_mask(case.attention_mask, np.float64, v.mask)
+                with as_variant(layer, v, slots, modules):
+                    out = layer(x, None if mask is None else Tensor(mask)).data
                 results.append((hidden_error(case.hidden_states[i + 1], out, real), v))
             if any(err <= tol for err, _ in results):
                 break
@@ -283,7 +255,7 @@ def diagnose(ref, case, report) -> tuple:
     wrong_size = [r["module"] for r in counts.get("modules", []) if r["present"] and not r["ok"]]
     if wrong_size:
         evidence["unexplained"].append(f"{_names(wrong_size)}: {counts['modules'][0]['formula']} parameters by "
-                                       "2MD + D + M, another number in the case")
+                                       f"{counts['formula_text']}, another number in the case")
     trainable = report["trainable"]
     if trainable["extra"]:
         note("trainable-set", f"trained but frozen by the policy: {_names(trainable['extra'])}")

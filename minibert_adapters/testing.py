@@ -9,7 +9,7 @@ A property test in a few lines (docs/crosscheck.md has it in full):
     @given(st.data())
     def test_my_adapter_bert_matches_the_reference(data):
         config = data.draw(bert_configs())                       # tiny, every axis size distinct
-        adapter = data.draw(adapter_configs(config))             # Houlsby variants, M distinct from the rest
+        adapter = data.draw(adapter_configs(config))             # bottleneck variants, M distinct from the rest
         batch = data.draw(token_batches(config))                 # with padding
         weights = random_weights(config, adapter, seed=data.draw(st.integers(0, 2**16)))
         ref = reference_case(config, adapter, weights, batch)    # this project's hidden states and gradients
@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adapters import AdapterConfig, add_adapter, train_adapter
-from adapters.adapterhub import adapter_key, adapter_parameter_name
+from adapters import KindConfig, add_adapter, train_adapter
+from adapters.compat import DEFAULT_KIND
+from adapters.kinds import kind_named
+from adapters.names import adapter_key, adapter_parameter_name
 from minibert import BertConfig, BertModel
 from minibert_adapters.case import Case, case_from_model, padding_zeroed_cotangent
-
-NON_LINEARITIES = ("gelu_new", "gelu", "relu", "silu", "tanh")
-PLACEMENTS = ("both", "attention", "ffn")
 
 
 def _strategies():
@@ -76,29 +75,14 @@ def bert_configs(distinct_sizes: bool = True, max_layers: int = 3, hidden_act=("
     return draw()
 
 
-def placements():
-    return _strategies().sampled_from(PLACEMENTS)
-
-
-def non_linearities():
-    return _strategies().sampled_from(NON_LINEARITIES)
-
-
-def adapter_configs(bert_config: BertConfig | None = None, sizes=(1, 6), ablations: bool = True,
-                    policies: bool = True):
-    """AdapterConfigs: bottleneck size, non-linearity, placement; with `ablations` also the parallel and
-    inner-LayerNorm variants; with `policies` every combination of what trains. Given a `bert_config`, M is
-    drawn different from every axis size of it (and at least 2)."""
+def adapter_configs(bert_config: BertConfig | None = None, kind: str = DEFAULT_KIND, **options):
+    """Configs of adapter kind `kind` (its `config_strategy`). Given a `bert_config`, the kind's sizes are drawn
+    different from every axis size of it (and at least 2). For bottleneck adapters, options are sizes=(1, 6),
+    ablations=True (the parallel and inner-LayerNorm variants), policies=True (every combination of what
+    trains)."""
     st = _strategies()
-    size = st.integers(*sizes)
-    if bert_config is not None:
-        taken = axis_sizes(bert_config)
-        size = st.integers(max(2, sizes[0]), max(sizes[1], 2) + len(taken)).filter(lambda m: m not in taken)
-    flag = st.booleans() if ablations else st.just(False)
-    policy = st.booleans() if policies else st.just(True)
-    return st.builds(AdapterConfig, bottleneck_size=size, non_linearity=non_linearities(), placement=placements(),
-                     parallel=flag, layer_norm=flag, train_layer_norms=policy, train_head=policy,
-                     train_pooler=st.booleans() if policies else st.just(False))
+    avoid = frozenset(axis_sizes(bert_config)) if bert_config is not None else frozenset()
+    return kind_named(kind).config_strategy(st, bert_config, avoid=avoid, **options)
 
 
 @dataclass
@@ -133,7 +117,7 @@ def token_batches(config: BertConfig, distinct_sizes: bool = True, max_batch: in
     return draw()
 
 
-def random_weights(config: BertConfig, adapter_config: AdapterConfig | None, seed: int = 0, name: str = "adapter",
+def random_weights(config: BertConfig, adapter_config: KindConfig | None, seed: int = 0, name: str = "adapter",
                    adapter_std: float = 0.3) -> dict:
     """{parameter name: float64 array} of a BERT with adapter `name`, as after training: base weights as a fresh
     BERT but with peaked attention (query and key std 0.3), LayerNorms away from (1, 0), and adapter weights and
@@ -152,7 +136,7 @@ def random_weights(config: BertConfig, adapter_config: AdapterConfig | None, see
     return {k: p.data.copy() for k, p in model.named_parameters()}
 
 
-def reference_case(config: BertConfig, adapter_config: AdapterConfig | None, weights: dict, batch: Batch,
+def reference_case(config: BertConfig, adapter_config: KindConfig | None, weights: dict, batch: Batch,
                    dtype=np.float64, cotangent=None, seed: int = 0) -> Case:
     """This project's case for `weights` (names as `random_weights` gives them, or AdapterHub's adapter names):
     hidden states 0..L in eval mode, and gradients of sum(last_hidden_state * cotangent) for what the adapter's

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -57,3 +59,9 @@ def tolerance_for(dtype) -> Tolerance:
     if name not in TOLERANCES:
         raise ValueError(f"no tolerance for dtype {name}; cases are float64 or float32")
     return TOLERANCES[name]
+
+
+def hidden_error(h, ref, real) -> float:
+    """max |h - ref| / max(1, max |ref|) over the real tokens (the tolerance table's measure)."""
+    h, ref = np.asarray(h, dtype=np.float64)[real], np.asarray(ref, dtype=np.float64)[real]
+    return float(np.abs(h - ref).max() / max(1.0, float(np.abs(ref).max())))

@@ -91,11 +91,12 @@ def add_train_parser(sub):
     p.add_argument("--mode", choices=MODES, help="what trains (default adapter): adapter = the preset's policy, "
                                                 "full = everything, layernorm = LayerNorms + head, top-k")
     p.add_argument("--preset", help="adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)")
-    p.add_argument("--size", type=positive_int, help="adapter bottleneck size M (default: the preset's, 64)")
+    p.add_argument("--size", type=positive_int, help="adapter size, its kind's size field (M for Houlsby "
+                                                    "adapters; default: the preset's, 64)")
     p.add_argument("--top-k", type=positive_int, help="encoder layers trained in mode top-k (default 1)")
     p.add_argument("--init-std", type=positive_float,
                    help="std of the adapters' initial weights, over the preset's (houlsby: 1e-3; Houlsby2019 Fig. 6 "
-                        "sweeps 1e-7 .. 1); must be > 0: W_up = 0 is the preset houlsby-zero-init")
+                        "sweeps 1e-7 .. 1); must be > 0: an exact identity is the preset houlsby-zero-init")
     p.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="adamw (default: torch-style AdamW, bias-corrected, linear decay from the peak) or "
                         "adapter-bert (the original code: no bias correction, decay from step 0); "

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adapters import AdapterConfig, Policy, add_adapter, apply_policy, train_adapter, weight_decay_groups
+from adapters import Policy, add_adapter, apply_policy, kind_of, preset_config, train_adapter, weight_decay_groups
 from autograd import no_grad, optim
 from minibert_adapters.metrics import matthews  # noqa: F401  (also importable from here, as before)
 
@@ -49,16 +49,28 @@ def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = 
     if init_std is not None and mode != "adapter":
         raise ValueError(f"init_std sets the adapters' initial weights; mode {mode!r} has no adapters")
     if mode == "adapter":
-        overrides = {"bottleneck_size": size} if size is not None else {}
+        base = preset_config(preset)
+        kind = kind_of(base)
+        overrides = {}
+        if size is not None:
+            if kind.size_field is None:
+                raise ValueError(f"size: preset {preset!r} is of kind {kind.name!r}, which has no size")
+            overrides[kind.size_field] = size
         if init_std is not None:
             # 0 would be the zero init in disguise (and a normal draw of std 0): that is init="zeros".
             if not (isinstance(init_std, (int, float)) and 0 < init_std < math.inf):
-                raise ValueError(f"init_std must be a finite number > 0, got {init_std!r} (for W_up = 0 use the "
-                                 "preset houlsby-zero-init)")
-            if AdapterConfig.from_preset(preset).init == "zeros":
-                raise ValueError(f"preset {preset!r} initialises W_up to zero: an init std does not apply")
+                raise ValueError(f"init_std must be a finite number > 0, got {init_std!r} (for an exact identity "
+                                 "use a preset with the kind's identity init, e.g. houlsby-zero-init)")
+            if "init_std" not in base.to_dict():
+                raise ValueError(f"preset {preset!r} is of kind {kind.name!r}, whose config has no init_std")
+            # Does the std enter the claimed init at all? Two stds that claim the same init say it does not.
+            claims = [kind.init_claims(preset_config(preset, init_std=s), model.bert.config)
+                      for s in (init_std, 2 * init_std)]
+            if claims[0] == claims[1] or kind.identity_config(base) == base:
+                raise ValueError(f"preset {preset!r}: an init std does not change its init (it has no std, or "
+                                 "starts at an exact identity)")
             overrides["init_std"] = init_std
-        add_adapter(model, ADAPTER_NAME, AdapterConfig.from_preset(preset, **overrides), seed=seed)
+        add_adapter(model, ADAPTER_NAME, preset_config(preset, **overrides), seed=seed)
         return train_adapter(model, ADAPTER_NAME)
     layers = model.config.num_hidden_layers
     if mode == "top-k" and not (isinstance(top_k, int) and 1 <= top_k <= layers):

@@ -46,9 +46,10 @@ tok = Tokenizer.from_pretrained()
 # %% [markdown]
 # ## 3.1 The equation in code
 #
-# `BottleneckAdapter.forward` is the slot's hook, called as `adapter(a, x)`: `a` is the sub-layer output
-# after its dense projection and dropout, `x` the sub-layer's input (used only by the parallel ablation).
-# With h = a, it returns h + up(f(down(h))):
+# `BottleneckAdapter.forward` is the slot's hook, called as `adapter(a, x, norm)`: `a` is the sub-layer output
+# after its dense projection and dropout, `x` the sub-layer's input (used by the parallel ablation) and `norm`
+# the sub-layer's own LayerNorm. In Houlsby's form it returns norm(x + a + A(a)), where A(h) = up(f(down(h)))
+# is `adapter.adapt`; the other branches are AdapterHub's variants of where the adapter sits:
 
 # %%
 print(inspect.getsource(BottleneckAdapter.forward))
@@ -56,7 +57,7 @@ adapter = BottleneckAdapter(hidden_size=384, bottleneck_size=64, dtype=np.float6
 h = Tensor(rng.standard_normal((2, 5, 384)))                        # (B, T, D)
 with no_grad():
     z = adapter.f(adapter.down(h))                                  # (B, T, D) -> (B, T, M)
-    out = adapter(h, h)                                             # (B, T, M) -> (B, T, D), plus h
+    out = h + adapter.adapt(h)                                      # (B, T, M) -> (B, T, D), plus h
 print("h", h.shape, "-> f(W_down h + b_down)", z.shape, "-> A(h)", out.shape)
 print("W_down", adapter.down.weight.shape, " b_down", adapter.down.bias.shape,
       " W_up", adapter.up.weight.shape, " b_up", adapter.up.bias.shape, " f =", adapter.non_linearity)
@@ -128,9 +129,10 @@ slot = model.encoder.layer[2].output                       # the FFN side of lay
 h_ffn = Tensor(rng.standard_normal((2, 5, 1536)))          # (B, T, F): the FFN's intermediate activation
 x_in = Tensor(rng.standard_normal((2, 5, 384)))            # (B, T, D): the FFN's input
 with no_grad():
-    by_parts = slot.LayerNorm(x_in + slot.adapters["demo"](slot.dense(h_ffn), x_in))
+    a = slot.dense(h_ffn)                                  # dropout is the identity in eval mode
+    by_parts = slot.LayerNorm(x_in + (a + slot.adapters["demo"].adapt(a)))
     whole = slot(h_ffn, x_in)
-print("LayerNorm(x + A(Dense(h))) == slot(h, x):", np.array_equal(by_parts.data, whole.data))
+print("LayerNorm(x + a + A(a)) with a = Dense(h), == slot(h, x):", np.array_equal(by_parts.data, whole.data))
 remove_adapter(model, "demo")
 
 # %% [markdown]
@@ -394,7 +396,7 @@ def judge_equation():
     a.up.bias.data = rng.standard_normal(24)
     x = rng.standard_normal((2, 7, 24))
     with no_grad():
-        expected = a(Tensor(x), Tensor(x)).data
+        expected = (Tensor(x) + a.adapt(Tensor(x))).data  # A(h) = h + up(f(down(h))), the adapter with its skip
     got = numpy_adapter(x, a.down.weight.data, a.down.bias.data, a.up.weight.data, a.up.bias.data)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 

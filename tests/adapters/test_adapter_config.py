@@ -6,7 +6,7 @@ import pytest
 
 import autograd.functional as F
 from adapters import PRESETS, AdapterConfig
-from adapters.config import INITS, PLACEMENTS
+from adapters.bottleneck.config import INITS, PLACEMENTS
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -78,14 +78,14 @@ def adapter_after_layernorm(model):
     for _, slot, adapter in slots(model):
         def forward(h, x, slot=slot, adapter=adapter):
             y = slot.LayerNorm(x + slot.dropout(slot.dense(h)))
-            return adapter(y, y)
+            return y + adapter.up(adapter.f(adapter.down(y)))
         slot.forward = forward
 
 
 def adapter_without_skip(model):
     """skip-connection: the hook returns W_up f(W_down a) + b_up, forgetting `a +`."""
     for _, slot, adapter in slots(model):
-        slot.hook = lambda a, x, adapter=adapter: adapter.up(adapter.f(adapter.down(a)))
+        slot.hook = lambda a, x, norm, adapter=adapter: norm(x + adapter.up(adapter.f(adapter.down(a))))
 
 
 def relu_instead_of_gelu(model):

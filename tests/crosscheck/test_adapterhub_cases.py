@@ -33,3 +33,22 @@ def test_the_same_case_with_one_layer_norm_trained_is_a_trainable_set_bug():
     grads = {**case.grads, name: np.full_like(case.params[name], 0.5)}
     report = crosscheck(Case(**{**case.__dict__, "trainable": case.trainable + [name], "grads": grads}))
     assert report["diagnosis"] == ["trainable-set"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_adapterhubs_seqbn_adapter_agrees_claimed_as_pfeiffer(dtype):
+    """SeqBnConfig (M = 5, ReLU, the original LayerNorm before the adapter), claimed as the "pfeiffer" preset."""
+    meta = json.loads((CASES / "adapterhub_seqbn_tiny.json").read_text())
+    assert meta["versions"]["adapters"] == "1.3.0"
+    case = read_case(CASES / f"adapterhub_seqbn_tiny_{dtype}.safetensors")
+    assert case.adapter_config["preset"] == "pfeiffer"
+    report = crosscheck(case)
+    assert report["ok"] and report["diagnosis"] == [], report["explanations"]
+    assert report["adapter_config"]["original_ln_before"] and report["adapter_config"]["placement"] == "ffn"
+
+
+def test_the_seqbn_case_claimed_as_a_houlsby_ffn_adapter_fails():
+    """The same SeqBn weights claimed without original_ln_before (the adapter fed a, not LN(x + a)) must not pass."""
+    case = read_case(CASES / "adapterhub_seqbn_tiny_float64.safetensors")
+    wrong = Case(**{**case.__dict__, "adapter_config": {**case.adapter_config, "original_ln_before": False}})
+    assert not crosscheck(wrong)["ok"]

@@ -77,7 +77,7 @@ def test_an_unknown_name_is_named(tmp_path, capsys, good, name, expected):
     ({"bert_config": "{not json"}, "metadata 'bert_config' is not valid JSON"),
     ({"bert_config": json.dumps({"hidden_size": 12, "num_attention_heads": 5})}, "bert_config' does not parse"),
     ({"adapter_config": json.dumps({"preset": "hoolsby"})}, "unknown adapter preset 'hoolsby'"),
-    ({"adapter_config": json.dumps({"bottleneck_size": 5, "nonlinearity": "relu"})}, "unknown AdapterConfig field"),
+    ({"adapter_config": json.dumps({"bottleneck_size": 5, "nonlinearity": "relu"})}, "unknown BottleneckConfig field"),
     ({"trainable": json.dumps("all")}, "'trainable' must be a JSON list"),
     ({"trainable": json.dumps(["encoder.layer.9.output.dense.weight"])}, "'trainable' names parameters"),
     ({"format": "something-else"}, "metadata 'format' is 'something-else'"),

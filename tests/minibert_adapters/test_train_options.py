@@ -88,7 +88,7 @@ def test_a_run_saved_before_the_new_options_resumes_with_their_old_defaults(real
 
 @pytest.mark.parametrize("argv, message", [
     (["--mode", "full", "--init-std", "0.1"], "--mode full has no adapters"),
-    (["--preset", "houlsby-zero-init", "--init-std", "0.1"], "initialises W_up to zero"),
+    (["--preset", "houlsby-zero-init", "--init-std", "0.1"], "an init std does not change its init"),
 ])
 def test_init_std_is_refused_where_it_cannot_apply(real, tmp_path, argv, message):
     code, _, stderr = run(small(tmp_path / "r", "--steps", "1", *argv))

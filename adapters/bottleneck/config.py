@@ -1,72 +1,81 @@
-"""`AdapterConfig` and the named presets: the original code, the paper, AdapterHub, and the paper's ablations.
+"""`BottleneckConfig` (also importable as `AdapterConfig`) and its presets: the original code, the paper,
+AdapterHub's bottleneck family, and the paper's ablations.
 
-Each preset reproduces one column of this table by name (docs/conventions.md gives the sources):
+Each preset reproduces one source by name (docs/conventions.md gives the sources; `PRESETS[name]["doc"]` says
+what each sets):
 
-| thing         | "houlsby" (google-research/adapter-bert) | "houlsby-paper" (Houlsby2019) | "adapterhub-houlsby" |
-|---------------|------------------------------------------|-------------------------------|----------------------|
-| non-linearity | GELU, tanh form ("gelu_new")             | same as the code              | swish ("silu")       |
-| init          | truncated normal std 1e-3, zero biases   | std 1e-2 (§3.6: robust < 1e-2) | N(0, 0.02) ("bert")  |
-| trained       | adapters + every LayerNorm + head        | same                          | adapters + head      |
-| size          | m = 64                                   | m = 64 (of {8, 64, 256})      | reduction factor 16  |
+| preset                | where, fed what                   | f              | init               | size | s |
+|-----------------------|-----------------------------------|----------------|--------------------|------|---|
+| houlsby (adapter-bert)| attention + FFN, fed a            | GELU, tanh form| trunc. normal 1e-3 | 64   | 1 |
+| houlsby-paper         | same                              | same           | trunc. normal 1e-2 | 64   | 1 |
+| adapterhub-houlsby    | same (DoubleSeqBn)                | swish ("silu") | N(0, 0.02), "bert" | D/16 | 1 |
+| pfeiffer (SeqBn)      | FFN, fed LN(x + a)                | ReLU           | N(0, 0.02), "bert" | D/16 | 1 |
+| adapterhub-parallel   | FFN, fed x, in parallel (ParBn)   | ReLU           | "mam_adapter"      | D/2  | 4 |
+
+The original code and the paper also train every LayerNorm and the head; AdapterHub's train the head only.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import numbers
 from dataclasses import dataclass
+from typing import Literal
 
 import autograd.functional as F
+from adapters.configs import KindConfig, finite, register_presets
 
-INITS = ("truncated_normal", "normal", "zeros")
+INITS = ("truncated_normal", "normal", "zeros", "mam_adapter")
 PLACEMENTS = ("both", "attention", "ffn")
 
 
 @dataclass
-class AdapterConfig:
-    """How one adapter is shaped, placed, initialised and trained.
+class BottleneckConfig(KindConfig):
+    """How one bottleneck adapter is shaped, placed, initialised and trained.
 
-    Math (Houlsby2019 §2.1, Fig. 2):  A(h) = h + W_up f(W_down h + b_down) + b_up,
-    W_down (M, D), W_up (D, M): 2MD + D + M parameters per module.
+    Math (Houlsby2019 §2.1, Fig. 2):  A(h) = h + s (W_up f(W_down h + b_down) + b_up),
+    W_down (M, D), W_up (D, M): 2MD + D + M parameters per module. Where h comes from and where the
+    residual and the sub-layer's own LayerNorm go are AdapterHub's four fields (`original_ln_before`,
+    `original_ln_after`, `residual_before_ln`, `parallel` = its `is_parallel`), with its defaults, which
+    are Houlsby's placement: see `BottleneckAdapter.forward`.
     """
 
     bottleneck_size: int | None = 64        # M; None -> hidden_size / reduction_factor
     reduction_factor: float | None = None   # D / M, AdapterHub's way to give the size
     non_linearity: str = "gelu_new"         # f, by Hugging Face's name: "gelu_new" (tanh GELU, adapter-bert),
                                             # "gelu", "relu", "silu", "tanh"; aliases such as "swish" accepted
-    init: str = "truncated_normal"          # "truncated_normal" (cut at 2 std), "normal", "zeros" (W_up = 0)
+    init: str = "truncated_normal"          # "truncated_normal" (cut at 2 std), "normal", "zeros" (W_up = 0),
+                                            # "mam_adapter" (W_down Kaiming-uniform, W_up = 0: AdapterHub's name)
     init_std: float = 1e-3                  # std of the weight init (biases start at zero)
     placement: str = "both"                 # "both" (Houlsby), "attention" or "ffn" sub-layer only
     parallel: bool = False                  # False: A(a) on the sub-layer output a; True: a + A'(x), x its input
-    layer_norm: bool = False                # a LayerNorm on the adapter's input, inside the adapter (ablation)
-    train_layer_norms: bool = True          # training policy: the base model's LayerNorms train too
-    train_head: bool = True                 # the classification head trains (when the model has one)
-    train_pooler: bool = False              # the pooler trains (adapter-bert keeps it frozen)
+    layer_norm: bool = False                # a LayerNorm on the adapter's input, inside it (ablation; AdapterHub's
+                                            # ln_before)
+    scaling: float = 1.0                    # s, multiplies the up-projection (AdapterHub's ParBn: 4.0)
+    original_ln_before: bool = False        # AdapterHub: feed the adapter LN(x + a) instead of a (SeqBn: True)
+    original_ln_after: bool = True          # AdapterHub: end with LN(x + ...) (False: return the adapter's sum)
+    residual_before_ln: bool | Literal["post_add"] = True  # AdapterHub: the adapter's skip is a (True), its input
+                                            # LN(x + a) (False), or x + a ("post_add")
 
-    def __post_init__(self):
+    def problems(self) -> list:
         problems = []
         if self.bottleneck_size is None and self.reduction_factor is None:
             problems.append("give bottleneck_size or reduction_factor")
-        size = self.bottleneck_size
-        if isinstance(size, numbers.Integral) and not isinstance(size, bool):
-            self.bottleneck_size = size = int(size)  # NumPy integers too; stored as a JSON-able int
-        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size <= 0):
+        if self.bottleneck_size is not None and self.bottleneck_size <= 0:
             problems.append(f"bottleneck_size must be a positive integer, got {self.bottleneck_size!r}")
-        if self.reduction_factor is not None and not self.reduction_factor > 0:
+        if self.reduction_factor is not None and not finite(self.reduction_factor, strict=True):
             problems.append(f"reduction_factor must be positive, got {self.reduction_factor!r}")
+        if not finite(self.scaling, low=float("-inf")):
+            problems.append(f"scaling must be a finite number, got {self.scaling!r}")
         try:  # one vocabulary: the activation registry's canonical names
             self.non_linearity = F.canonical_activation(self.non_linearity)
         except ValueError as e:
             problems.append(f"non_linearity: {e}")
         if self.init not in INITS:
             problems.append(f"init {self.init!r} is not one of {INITS}")
-        if not (isinstance(self.init_std, numbers.Real) and 0 <= self.init_std < math.inf):
+        if not finite(self.init_std):
             problems.append(f"init_std must be a finite number >= 0, got {self.init_std!r}")
         if self.placement not in PLACEMENTS:
             problems.append(f"placement {self.placement!r} is not one of {PLACEMENTS}")
-        if problems:
-            raise ValueError("invalid AdapterConfig: " + "; ".join(problems))
+        return problems
 
     def size_for(self, hidden_size: int) -> int:
         """M for a model of width D: bottleneck_size if given, else D / reduction_factor (at least 1)."""
@@ -78,33 +87,25 @@ class AdapterConfig:
     def sublayers(self) -> tuple:
         return {"both": ("attention", "ffn"), "attention": ("attention",), "ffn": ("ffn",)}[self.placement]
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AdapterConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown AdapterConfig field(s): {sorted(unknown)}")
-        return cls(**d)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> AdapterConfig:
-        """A named preset (see PRESETS), with any field overridden: from_preset("houlsby", bottleneck_size=8)."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown adapter preset {name!r}; choose one of {', '.join(PRESETS)}")
-        fields = {**PRESETS[name]["fields"], **overrides}
+    @staticmethod
+    def preset_fields(fields: dict, overrides: dict) -> dict:
+        """A preset's fields with overrides: from_preset("houlsby", bottleneck_size=8). Giving a reduction factor
+        to a preset with a fixed size switches it to the factor."""
+        fields = {**fields, **overrides}
         if "reduction_factor" in overrides and "bottleneck_size" not in overrides:
             fields["bottleneck_size"] = None
-        return cls.from_dict(fields)  # an unknown override is a ValueError naming it, as in from_dict
+        return fields
+
+
+AdapterConfig = BottleneckConfig  # the name this config had first; both stay importable
 
 
 _HOULSBY = dict(bottleneck_size=64, non_linearity="gelu_new", init="truncated_normal", init_std=1e-3,
                 placement="both", parallel=False, layer_norm=False, train_layer_norms=True, train_head=True,
-                train_pooler=False)
+                train_pooler=False, scaling=1.0, original_ln_before=False, original_ln_after=True,
+                residual_before_ln=True)
 
-PRESETS = {
+BOTTLENECK_PRESETS = {
     "houlsby": {
         "doc": "The original code (google-research/adapter-bert modeling.py, feedforward_adapter): GELU (tanh form), "
                "truncated normal std 1e-3, zero biases, m=64, after attention and FFN, trains adapters + every "
@@ -122,11 +123,20 @@ PRESETS = {
                    "init": "normal", "init_std": 0.02, "train_layer_norms": False},
     },
     "pfeiffer": {
-        "doc": "Pfeiffer2021 (AdapterFusion) placement: one adapter per layer, after the FFN only; reduction factor "
-               "16, ReLU. Deviation: AdapterHub's SeqBnConfig also re-applies the original LayerNorm before the "
-               "adapter; here the adapter sits where Houlsby's FFN adapter sits.",
+        "doc": "AdapterHub SeqBnConfig ('pfeiffer', Pfeiffer2021 AdapterFusion): one adapter per layer, after the FFN, "
+               "fed LN(x + a) with the sub-layer's own LayerNorm, skip from a, then LN(x + ...) again; reduction "
+               "factor 16, ReLU, N(0, 0.02) weights ('bert' init), trains adapters + head.",
         "fields": {**_HOULSBY, "bottleneck_size": None, "reduction_factor": 16, "non_linearity": "relu",
-                   "placement": "ffn", "init": "normal", "init_std": 0.02, "train_layer_norms": False},
+                   "placement": "ffn", "init": "normal", "init_std": 0.02, "train_layer_norms": False,
+                   "original_ln_before": True},
+    },
+    "adapterhub-parallel": {
+        "doc": "AdapterHub ParBnConfig (He2022's parallel adapter): after the FFN, fed the sub-layer input x, "
+               "added to a scaled by s = 4; reduction factor 2, ReLU, 'mam_adapter' init (W_down Kaiming-uniform, "
+               "W_up and biases zero), trains adapters + head.",
+        "fields": {**_HOULSBY, "bottleneck_size": None, "reduction_factor": 2, "non_linearity": "relu",
+                   "placement": "ffn", "parallel": True, "scaling": 4.0, "init": "mam_adapter", "init_std": 0.0,
+                   "train_layer_norms": False},
     },
     "houlsby-attention-only": {"doc": "Houlsby2019 §3.6 ablation ('inserting adapters only inside the attention "
                                       "layer'): adapters only after the attention sub-layer.",
@@ -148,3 +158,5 @@ PRESETS = {
                                  "std): W_up and b_up start at zero, an exact identity (W_down still random, so W_up "
                                  "gets a gradient).", "fields": {**_HOULSBY, "init": "zeros"}},
 }
+
+register_presets(BottleneckConfig, BOTTLENECK_PRESETS)
