@@ -120,11 +120,11 @@ def _ours_forward_time(args, dtype) -> float:
 
 def _ours_step_time(args, mode):
     """(seconds per step, trained parameters, resident MB after loading) for a fine-tuning step as
-    `minibert_adapters.training.fine_tune` takes it."""
+    `minibert_adapters.training.loop.fine_tune` takes it."""
     from adapters.policy import weight_decay_groups
     from autograd import optim
     from minibert import BertForSequenceClassification
-    from minibert_adapters.training import set_trainable
+    from minibert_adapters.training.loop import set_trainable
 
     model = BertForSequenceClassification.from_pretrained(args.model, num_labels=2)
     ids, mask, labels = workload(args, model.config.vocab_size)

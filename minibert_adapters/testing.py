@@ -17,7 +17,7 @@ A property test in a few lines (docs/crosscheck.md has it in full):
         real = batch.attention_mask.astype(bool)
         assert np.abs(mine[real] - ref.hidden_states[-1][real]).max() < 1e-10
 
-`reference_case` returns a `minibert_adapters.case.Case`; `crosscheck(case)` judges a case your code wrote.
+`reference_case` returns a `minibert_adapters.crosscheck.case.Case`; `crosscheck(case)` judges a case your code wrote.
 The project's own tests draw from these same strategies.
 """
 
@@ -32,7 +32,7 @@ from adapters.compat import DEFAULT_KIND
 from adapters.kinds import kind_named
 from adapters.names import adapter_key, adapter_parameter_name
 from minibert import BertConfig, BertModel
-from minibert_adapters.case import Case, case_from_model, padding_zeroed_cotangent
+from minibert_adapters.crosscheck.case import Case, case_from_model, padding_zeroed_cotangent
 
 
 def _strategies():

@@ -36,7 +36,7 @@ from adapters import (AdapterConfig, BottleneckAdapter, adapter_summary, add_ada
 from autograd import Tensor, no_grad
 from autograd.gradcheck import gradcheck
 from minibert import BertForSequenceClassification, BertModel, Tokenizer
-from minibert_adapters.data import read_task
+from minibert_adapters.training.data import read_task
 
 plt.rcParams.update({"figure.dpi": 80, "font.size": 9})
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "tests" / "fixtures").is_dir())

@@ -12,7 +12,7 @@
 # > 10% of the steps, and then decayed linearly to zero." (§3.1)
 #
 # Here: all-MiniLM-L6-v2 on SST-2 sentences (binary sentiment, Socher2013; the sentence-level split of
-# Kim2014), with `minibert_adapters.training.fine_tune` (AdamW, warm-up then linear decay, clipping at 1.0) for
+# Kim2014), with `minibert_adapters.training.loop.fine_tune` (AdamW, warm-up then linear decay, clipping at 1.0) for
 # four methods: adapters with m = 64 and m = 8, LayerNorms only, and full fine-tuning. Then two adapters
 # on one frozen base model, switched per task.
 #
@@ -35,8 +35,8 @@ from adapters import (AdapterConfig, adapter_summary, add_adapter, parameter_rol
                       train_adapter)
 from autograd import no_grad, optim
 from minibert import BertForSequenceClassification, BertModel, Tokenizer
-from minibert_adapters.data import TASKS, default_data_dir, read_task
-from minibert_adapters.training import TrainConfig, fine_tune, set_trainable
+from minibert_adapters.training.data import TASKS, default_data_dir, read_task
+from minibert_adapters.training.loop import TrainConfig, fine_tune, set_trainable
 
 plt.rcParams.update({"figure.dpi": 80, "font.size": 9})
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "tests" / "fixtures").is_dir())

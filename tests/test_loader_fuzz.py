@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import tiny_config, tiny_inputs
+from helpers import tiny_config, tiny_inputs
 from safetensors.numpy import load_file, save_file
 
 from adapters import AdapterSet, add_adapter, load_adapter, save_adapter

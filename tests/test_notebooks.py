@@ -17,7 +17,7 @@ import sys
 import jupytext
 import nbformat
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 NOTEBOOKS = ROOT / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))

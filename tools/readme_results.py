@@ -21,7 +21,7 @@ END = "<!-- /results-summary -->"
 
 
 def expected_block(results_path: Path) -> str:
-    from minibert_adapters.report import summary_table
+    from minibert_adapters.experiments.report import summary_table
 
     results = json.loads(results_path.read_text(encoding="utf-8"))
     return "\n".join([BEGIN, *summary_table(results), END])

@@ -80,12 +80,13 @@ def config_from_hub(hub: dict, hidden_size: int, bottleneck_size: int | None = N
                             train_head=True, **HUB_INITS[init])
 
 
-def hub_reduction_factor(d: int, m: int) -> float:
+def hub_reduction_factor(d: int, m: int) -> float | int:
     """r with int(D // r) == M, as AdapterHub computes M: D / M, nudged down where float rounding loses one."""
     reduction_factor = d / m
     while int(d // reduction_factor) < m:  # 20 // (20 / 3) = 2, not 3
         reduction_factor = float(np.nextafter(reduction_factor, 0.0))
-    return float(reduction_factor)
+    # A whole ratio is written as AdapterHub's own configs write it (32, not 32.0).
+    return int(reduction_factor) if float(reduction_factor).is_integer() else float(reduction_factor)
 
 
 def config_to_hub(config: BottleneckConfig, hidden_size: int) -> dict:

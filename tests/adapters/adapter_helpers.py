@@ -7,7 +7,7 @@ not from the autograd code, so a test comparing the two compares independent com
 from __future__ import annotations
 
 import numpy as np
-from conftest import tiny_config, tiny_inputs
+from helpers import tiny_config, tiny_inputs
 from hypothesis import strategies as st
 from scipy.special import erf
 

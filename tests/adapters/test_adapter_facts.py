@@ -32,7 +32,7 @@ from adapter_helpers import (
     snapshot,
     sublayer_slots,
 )
-from conftest import TINY, TOL, tiny_config, tiny_inputs
+from helpers import TINY, TOL, tiny_config, tiny_inputs
 from hypothesis import assume, given
 from hypothesis import strategies as st
 

@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 from adapter_helpers import configs
-from conftest import FIXTURES, TOL, have_default_model, require
+from helpers import FIXTURES, TOL, have_default_model, require
 
 from adapters import export_adapterhub, load_adapterhub, set_active_adapter, train_adapter
 from autograd import Tensor

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 from adapter_helpers import NP_ACT, inside_norm, np_adapter
-from conftest import TOL
+from helpers import TOL
 from hypothesis import given
 from hypothesis import strategies as st
 

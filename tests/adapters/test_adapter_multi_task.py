@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from adapter_helpers import assert_same_arrays, build, configs, logits, loss_backward, run, snapshot
-from conftest import TINY, tiny_inputs
+from helpers import TINY, tiny_inputs
 
 from adapters import (
     AdapterConfig,
@@ -199,7 +199,7 @@ def test_same_seed_same_adapter_different_seed_different_adapter():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adapters_take_the_model_dtype(dtype):
-    from conftest import tiny_config
+    from helpers import tiny_config
     model = BertForSequenceClassification(tiny_config(), dtype=dtype, seed=0)
     add_adapter(model, "t", "houlsby")
     assert {p.dtype for k, p in model.named_parameters() if ".adapters." in k} == {np.dtype(dtype)}

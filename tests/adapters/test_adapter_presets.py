@@ -10,7 +10,7 @@ from adapter_helpers import (
     slot_adapters,
     sublayer_slots,
 )
-from conftest import TINY
+from helpers import TINY
 
 from adapters import (
     PRESETS,

@@ -19,7 +19,7 @@ from adapter_helpers import (
     run,
     snapshot,
 )
-from conftest import TINY, tiny_config, tiny_inputs
+from helpers import TINY, tiny_config, tiny_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
@@ -441,7 +441,7 @@ def test_loading_onto_a_base_of_another_depth_is_refused(tmp_path):
 def test_an_adapter_saved_by_an_earlier_version_loads_and_computes_the_same_logits():
     """Written by commit fb55466 (tools/make_adapter_compat_fixture.py), with its "gelu_tanh" activation
     name and no "kind" key; the logits are that version's."""
-    from conftest import FIXTURES, TOL
+    from helpers import FIXTURES, TOL
 
     folder = FIXTURES / "adapter_written_by_fb55466"
     model = BertForSequenceClassification(tiny_config(num_labels=3), dtype=np.float64, seed=0)

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, TOL, have_default_model, require
+from helpers import FIXTURES, TOL, have_default_model, require
 
 from adapters import AdapterSet, export_adapterhub, load_adapter, train_adapter
 from adapters.names import adapter_key, adapter_parameter_name

@@ -5,7 +5,7 @@ the shapes and the seed while the values keep the distances from non-differentia
 """
 
 import numpy as np
-from conftest import TOL
+from helpers import TOL
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 

@@ -8,7 +8,7 @@ import tracemalloc
 import numpy as np
 import pytest
 from autograd_helpers import Cube, check_grads, leaf
-from conftest import TOL
+from helpers import TOL
 
 from autograd import Function, Tensor
 from autograd.gradcheck import GradcheckError, gradcheck

@@ -15,7 +15,7 @@ import autograd.functional as F
 from adapters import AdapterConfig, AdapterSet, add_adapter, train_adapter
 from autograd import Tensor, optim
 from minibert import BertConfig, BertModel
-from minibert_adapters.case import Case, case_from_model
+from minibert_adapters.crosscheck.case import Case, case_from_model
 
 NAME = "task"
 # All sizes distinct (B=3, T=8, D=12, H=3, Dh=4, F=37, V=99, P=16, M=5), two layers.

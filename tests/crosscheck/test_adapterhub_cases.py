@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES
+from helpers import FIXTURES
 
-from minibert_adapters.case import Case, read_case
 from minibert_adapters.crosscheck import crosscheck
+from minibert_adapters.crosscheck.case import Case, read_case
 
 CASES = FIXTURES / "crosscheck"
 

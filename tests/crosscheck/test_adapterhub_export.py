@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, ROOT
+from helpers import FIXTURES, ROOT
 
 from minibert.weights import read_safetensors
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from minibert_adapters.case import Case, read_case
 from minibert_adapters.cli import main
 from minibert_adapters.crosscheck import crosscheck
+from minibert_adapters.crosscheck.case import Case, read_case
 
 
 @pytest.fixture(scope="module")

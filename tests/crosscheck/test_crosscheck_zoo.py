@@ -12,9 +12,9 @@ import crosscheck_zoo as zoo
 import numpy as np
 import pytest
 
-from minibert_adapters.case import read_case
 from minibert_adapters.cli import main
 from minibert_adapters.crosscheck import crosscheck
+from minibert_adapters.crosscheck.case import read_case
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 MEMBERS = [(bug, dtype) for bug in zoo.BUGS for dtype in DTYPES if not (bug == "precision" and dtype == "float32")]
@@ -92,7 +92,7 @@ def test_rtol_replaces_the_table_and_is_recorded(tmp_path, capsys):
 
 def test_adapter_tensors_absent_from_a_layer_are_missing_modules():
     """The other way to miss a module: the implementation never created the last layer's adapters."""
-    from minibert_adapters.case import Case
+    from minibert_adapters.crosscheck.case import Case
 
     case = zoo.build("missing-modules", np.float64)
     keep = {k: v for k, v in case.params.items() if not k.startswith("encoder.layer.1.") or k in

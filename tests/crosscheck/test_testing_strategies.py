@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from adapters import AdapterConfig, add_adapter, train_adapter
 from minibert import BertModel
-from minibert_adapters.case import case_from_model
 from minibert_adapters.crosscheck import crosscheck
+from minibert_adapters.crosscheck.case import case_from_model
 from minibert_adapters.testing import (
     adapter_configs,
     axis_sizes,

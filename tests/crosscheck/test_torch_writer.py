@@ -3,7 +3,7 @@
 A Houlsby adapter written the way a PyTorch user would write it (its own module names, mapped with `name_map`),
 correct and with one planted bug at a time, trained a few steps with torch's AdamW, written as a case, and judged
 by `crosscheck`: the correct one must pass in float64 and float32 with an empty diagnosis, each planted bug must
-fail with its code. Runs where torch and transformers are installed (the second stage of .ci/run installs
+fail with its code. Runs where torch and transformers are installed (the third stage of .ci/run installs
 torch==2.13.0 and transformers~=4.57.6; under CI=true a skip there is a failure).
 """
 
@@ -13,7 +13,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import ROOT, have_default_model, require
+from helpers import ROOT, have_default_model, require
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -163,7 +163,7 @@ def test_each_planted_bug_in_the_pytorch_adapter_is_named(tmp_path, batch, bug):
 
 
 def test_name_map_renames_and_head_parameters_are_left_out(tmp_path, batch):
-    from minibert_adapters.case import read_case
+    from minibert_adapters.crosscheck.case import read_case
 
     model, _, config = build_model(None, torch.float32)
     head = transformers.BertForSequenceClassification(model.config)

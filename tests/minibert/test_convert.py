@@ -3,7 +3,7 @@ optional dependency, needed for this step alone; CI runs these in its torch envi
 
 import numpy as np
 import pytest
-from conftest import tiny_config, tiny_inputs
+from helpers import tiny_config, tiny_inputs
 
 from minibert import BertModel
 from minibert.weights import read_safetensors

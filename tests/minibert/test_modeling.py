@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import TINY, TOL, tiny_config, tiny_inputs
+from helpers import TINY, TOL, tiny_config, tiny_inputs
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -10,7 +10,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, TOL, have_default_model, require
+from helpers import FIXTURES, TOL, have_default_model, require
 
 from autograd import Tensor
 from autograd.gradcheck import gradcheck

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, require
+from helpers import FIXTURES, require
 from hypothesis import given
 from hypothesis import strategies as st
 

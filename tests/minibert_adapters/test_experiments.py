@@ -9,11 +9,11 @@ import stat
 import sys
 
 import pytest
-from conftest import ROOT, lock_held_elsewhere
+from helpers import ROOT, lock_held_elsewhere
 
 from minibert_adapters.cli import main
-from minibert_adapters.experiments import cells, load_grid, run_grid, run_status
-from minibert_adapters.report import collect_runs, select_best, summary_table, write_report
+from minibert_adapters.experiments.grid import cells, load_grid, run_grid, run_status
+from minibert_adapters.experiments.report import collect_runs, select_best, summary_table, write_report
 
 GRID = {"description": "test", "settings": {"batch_size": 8, "max_length": 16},
         "task_settings": {"rte": {"max_length": 32}}, "tasks": ["sst2", "rte"], "epochs": [2], "seeds": [0, 1],

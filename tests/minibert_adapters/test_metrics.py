@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from minibert_adapters.metrics import accuracy, classification_metrics, f1_binary, matthews
+from minibert_adapters.training.metrics import accuracy, classification_metrics, f1_binary, matthews
 
 # pred, gold: TP = 2, FP = 1, FN = 1, TN = 3 (positive class 1).
 PRED = [1, 1, 1, 0, 0, 0, 0]

@@ -10,14 +10,15 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import GLUE_SLICES, ROOT, have_default_model, require, tiny_config
+from helpers import GLUE_SLICES, ROOT, have_default_model, require, tiny_config
 
 from minibert import BertForSequenceClassification
-from minibert_adapters.checkpoints import load_trainer_state, save_trainer_state
 from minibert_adapters.cli import main
-from minibert_adapters.data import Example
-from minibert_adapters.train_command import subsample
-from minibert_adapters.training import TrainConfig, evaluate, fine_tune, matthews, set_trainable
+from minibert_adapters.commands.train import subsample
+from minibert_adapters.training.checkpoints import load_trainer_state, save_trainer_state
+from minibert_adapters.training.data import Example
+from minibert_adapters.training.loop import TrainConfig, evaluate, fine_tune, set_trainable
+from minibert_adapters.training.metrics import matthews
 
 L = 2  # tiny_config's layers
 
@@ -264,7 +265,7 @@ def test_train_writes_what_it_promises(straight):
     # The saved best adapter, loaded onto a fresh MiniLM, scores what was recorded.
     from adapters import load_adapter
     from minibert import Tokenizer
-    from minibert_adapters.data import read_task
+    from minibert_adapters.training.data import read_task
     model = BertForSequenceClassification.from_pretrained(num_labels=2)
     load_adapter(model, out / "best")
     dev = subsample(read_task("sst2", "dev", GLUE_SLICES), 16, 0)

@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import GLUE_SLICES, have_default_model, require, tiny_config
+from helpers import GLUE_SLICES, have_default_model, require, tiny_config
 from test_train import DEV, TRAIN, DigitTokenizer
 
 from adapters import AdapterSet
 from minibert import BertForSequenceClassification
 from minibert_adapters.cli import main
-from minibert_adapters.training import TrainConfig, fine_tune, set_trainable
+from minibert_adapters.training.loop import TrainConfig, fine_tune, set_trainable
 
 
 def tiny_model():

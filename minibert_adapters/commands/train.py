@@ -21,14 +21,12 @@ import numpy as np
 
 from adapters import load_adapter, save_adapter
 from minibert import BertForSequenceClassification, Tokenizer
-from minibert_adapters.arguments import (
+from minibert_adapters.commands.arguments import (
     check_max_length,
-    non_negative_int,
     positive_float,
-    positive_int,
     writable_folder,
 )
-from minibert_adapters.checkpoints import (
+from minibert_adapters.training.checkpoints import (
     HISTORY,
     RunLock,
     existing_dir,
@@ -38,22 +36,16 @@ from minibert_adapters.checkpoints import (
     save_trainer_state,
     write_json,
 )
-from minibert_adapters.data import TASKS, read_task
-from minibert_adapters.training import ADAPTER_NAME, MODES, OPTIMIZERS, TrainConfig, fine_tune, set_trainable
-
-# Options that define a run: on --resume they default to the saved values, and a different value is an error.
-RUN_DEFAULTS = {"task": "sst2-sentences", "mode": "adapter", "preset": "houlsby", "size": None, "top_k": 1,
-                "steps": 100, "epochs": None, "lr": None, "batch_size": 32, "max_length": 128, "train_limit": None,
-                "eval_limit": None, "seed": 0, "model": None, "init_std": None, "optimizer": "adamw"}
-# Options that only steer evaluation, saving and printing: on --resume they default to the saved values too,
-# but may be changed.
-# "data" is here so that --resume reads the same files without being told again (a run resumed on the
-# default data instead would silently train on other examples); it may change if the folder moved, and a
-# different number of examples is refused below.
-STEERING_DEFAULTS = {"eval_every": 0, "save_every": 25, "log_every": 10, "data": None}
-# Run options added after runs were first saved, with the value those older runs used.
-ADDED_LATER = {"epochs": None, "init_std": None, "optimizer": "adamw"}
-DEFAULT_LR = {"adapter": 3e-4, "layernorm": 3e-4, "full": 3e-5, "top-k": 3e-5, "head": 1e-3}
+from minibert_adapters.training.data import TASKS, read_task
+from minibert_adapters.training.loop import ADAPTER_NAME, fine_tune, set_trainable
+from minibert_adapters.training.settings import (
+    ADDED_LATER,
+    DEFAULT_LR,
+    RUN_DEFAULTS,
+    STEERING_DEFAULTS,
+    add_options,
+    train_config,
+)
 
 TRAIN_EPILOG = """\
 output (--out DIR):
@@ -77,9 +69,7 @@ exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad inpu
 """
 
 
-def add_train_parser(sub):
-
-
+def register(sub):
     p = sub.add_parser(
         "train", help="fine-tune on GLUE data (adapters, full, layernorm or top-k)",
         description="Fine-tune the embedded all-MiniLM-L6-v2 (or --model) on a GLUE-style task from "
@@ -87,57 +77,15 @@ def add_train_parser(sub):
                     "printing progress and evaluating on the dev set. Example: minibert train --task sst2 "
                     "--train-limit 2000 --steps 200 --batch-size 16 --max-length 64 --eval-every 50 --out runs/sst2",
         epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", choices=list(TASKS), help="default sst2-sentences (6,920 train sentences)")
-    p.add_argument("--mode", choices=MODES, help="what trains (default adapter): adapter = the preset's policy, "
-                                                "full = everything, layernorm = LayerNorms + head, top-k")
-    p.add_argument("--preset", help="adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)")
-    p.add_argument("--size", type=positive_int, help="adapter size, its kind's size field (M for Houlsby "
-                                                    "adapters; default: the preset's, 64)")
-    p.add_argument("--top-k", type=positive_int, help="encoder layers trained in mode top-k (default 1)")
-    p.add_argument("--init-std", type=positive_float,
-                   help="std of the adapters' initial weights, over the preset's (houlsby: 1e-3; Houlsby2019 Fig. 6 "
-                        "sweeps 1e-7 .. 1); must be > 0: an exact identity is the preset houlsby-zero-init")
-    p.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help="adamw (default: torch-style AdamW, bias-corrected, linear decay from the peak) or "
-                        "adapter-bert (the original code: no bias correction, decay from step 0); "
-                        "docs/conventions.md §2")
-    length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=positive_int, help="optimizer steps (default 100)")
-    length.add_argument("--epochs", type=positive_int,
-                        help="passes over the training data, the paper's unit: steps = N * ceil(train / batch size)")
-    p.add_argument("--lr", type=positive_float, help="peak learning rate (default 3e-4 for adapter and layernorm, "
-                                                      "3e-5 for full and top-k)")
-    p.add_argument("--batch-size", type=positive_int, help="default 32")
-    p.add_argument("--max-length", type=positive_int, help="tokens per example, longer ones are cut (default 128)")
-    p.add_argument("--train-limit", type=positive_int,
-                   help="train on a random sample of N training examples (drawn with --seed; default: all)")
-    p.add_argument("--eval-limit", type=positive_int,
-                   help="evaluate on a fixed random sample of N dev examples (the same for every seed; default: all)")
-    p.add_argument("--seed", type=non_negative_int,
-                   help="adapter / head initialisation, data order, dropout (default 0)")
-    p.add_argument("--model", help="Hugging Face folder; default: the embedded all-MiniLM-L6-v2")
-    p.add_argument("--eval-every", type=eval_every,
-                   help="evaluate on dev every N steps, or 'epoch' after every epoch (default 0: only after the last "
-                        "step)")
-    p.add_argument("--save-every", type=non_negative_int,
-                   help="also save last/ every N steps (default 25; 0: only at evaluations and the end)")
-    p.add_argument("--log-every", type=positive_int, help="print a progress line every N steps "
-                                                                     "(default 10; always the first and last)")
+    add_options(p)  # one option per run setting (minibert_adapters.training.settings)
     p.add_argument("--time-limit", type=positive_float, metavar="SECONDS",
                    help="stop (and save) after the first step that ends past this many seconds of training")
-    p.add_argument("--data", help="data folder (default $MINIBERT_DATA, else ../shared/data); --resume reuses "
-                                  "the run's")
     p.add_argument("--out", help="folder for the best / last adapter (or model) and history.json; "
                                  "without it nothing is saved")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     again.add_argument("--overwrite", action="store_true", help="discard the run saved in --out and start again")
     p.set_defaults(func=_cmd_train)
-
-
-def eval_every(text):
-    """--eval-every: a number of steps (0: only at the end), or "epoch" (after every pass over the data)."""
-    return "epoch" if text.strip().lower() == "epoch" else non_negative_int(text)
 
 
 def subsample(examples, n, seed):
@@ -276,9 +224,7 @@ def _train(args, out: Path | None) -> int:
               "final": None, "history": state["history"] if state else []}
     if out is not None:
         _start_run_folder(out, record, args.overwrite)
-    config = TrainConfig(steps=s["steps"], lr=s["lr"], batch_size=s["batch_size"], max_length=s["max_length"],
-                         seed=s["seed"], metric=task.metric, save_every=s["save_every"], optimizer=s["optimizer"],
-                         eval_every=per_epoch if s["eval_every"] == "epoch" else s["eval_every"])
+    config = train_config(s, task.metric, per_epoch)
     stop = _Stop(args.time_limit)
     try:
         with stop.handling_signals():

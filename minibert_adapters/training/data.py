@@ -52,7 +52,7 @@ def default_data_dir() -> Path | None:
     env = os.environ.get("MINIBERT_DATA")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]  # minibert_adapters/training/data.py -> the checkout
     return repo.parent / "shared" / "data" if (repo / "pyproject.toml").is_file() else None
 
 

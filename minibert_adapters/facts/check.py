@@ -5,7 +5,7 @@
 2. (Near-)identity at init: with the kind's identity init (bottleneck: W_up = 0) the adapted model equals the
    base model bit for bit; with the preset's small init the final hidden states move only slightly (Houlsby2019
    §2.1: "near-identity"). How slightly depends on the preset (std 1e-3, 1e-2, 0.02; truncated or not), so it is
-   judged against the preset's own claim (the kind's `init_claims`, judged by minibert_adapters.init_stats): the
+   judged against the preset's own claim (the kind's `init_claims`, judged by minibert_adapters.facts.init_stats): the
    drawn weights have the claimed distribution, and the output moves no more than ten times what the claim
    predicts.
 3. Gradients reach only what trains: after train_adapter, one backward sets .grad on exactly the
@@ -32,7 +32,7 @@ from adapters import (
 from adapters.names import adapter_key
 from adapters.policy import trainable_names
 from autograd import no_grad
-from minibert_adapters.init_stats import CHANGE_FACTOR, judge_init
+from minibert_adapters.facts.init_stats import CHANGE_FACTOR, judge_init
 
 SENTENCES = ["the movie was a delight from start to finish .",
              "a tedious , overlong mess with nothing to say .",

@@ -52,7 +52,7 @@ def write_ablation(result: dict, out: Path) -> list:
     path = out / "ablation.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     written = [path]
-    from minibert_adapters.figures import ablation_heatmap, have_matplotlib
+    from minibert_adapters.experiments.figures import ablation_heatmap, have_matplotlib
 
     if have_matplotlib():
         written.append(ablation_heatmap(result, out / "ablation.png"))

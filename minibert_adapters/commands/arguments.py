@@ -36,6 +36,24 @@ def positive_float(text):
     return value
 
 
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text):
+    """A number in [0, 1)."""
+    value = non_negative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 up to (not including) 1, got {text!r}")
+    return value
+
+
 def writable_folder(path, option: str) -> Path:
     """Create `path` (and its parents) if needed and prove a file can be written in it; a ValueError naming
     the option and the cause otherwise (a file in the way, a read-only folder)."""

@@ -1,4 +1,4 @@
-"""`crosscheck`: judge another implementation's case (minibert_adapters.case) against this project.
+"""`crosscheck`: judge another implementation's case (minibert_adapters.crosscheck.case) against this project.
 
     from minibert_adapters.crosscheck import crosscheck
     report = crosscheck("my_model.safetensors")     # or a Case
@@ -6,7 +6,7 @@
 
 The case's weights are loaded into this project's model (`reference_model`), which recomputes everything in
 float64 (and, for a float32 case, in float32 too, to show this project's own rounding at that precision). Then,
-each judged by the one tolerance table (minibert_adapters.tolerances):
+each judged by the one tolerance table (minibert_adapters.crosscheck.tolerances):
 
 - forward: every hidden state, over real tokens; and each layer *alone*, fed the candidate's own input to that
   layer ("local" error), so a difference is found where it starts instead of everywhere after it;
@@ -15,9 +15,9 @@ each judged by the one tolerance table (minibert_adapters.tolerances):
 - parameter counts: the kind's formula per module (2MD + D + M for bottleneck adapters, Houlsby2019 §2.1),
   modules per layer;
 - the trainable set against the claimed config's policy (adapters.policy);
-- the init against the claimed distribution (minibert_adapters.init_stats), when the case has init/ tensors.
+- the init against the claimed distribution (minibert_adapters.facts.init_stats), when the case has init/ tensors.
 
-minibert_adapters.diagnosis then names the likely bug from the pattern of differences.
+minibert_adapters.crosscheck.diagnosis then names the likely bug from the pattern of differences.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from autograd import Tensor, no_grad
 from autograd.nn import StateDictError, check_state
 from minibert import BertModel
 from minibert.modeling import additive_mask
-from minibert_adapters.case import (
+from minibert_adapters.crosscheck.case import (
     Case,
     CaseError,
     case_from_tensors,
@@ -42,9 +42,9 @@ from minibert_adapters.case import (
     parse_bert_config,
     read_case,
 )
-from minibert_adapters.diagnosis import diagnose
-from minibert_adapters.init_stats import judge_init
-from minibert_adapters.tolerances import TOLERANCES, hidden_error, tolerance_for
+from minibert_adapters.crosscheck.diagnosis import diagnose
+from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error, tolerance_for
+from minibert_adapters.facts.init_stats import judge_init
 
 
 @dataclasses.dataclass

@@ -1,16 +1,16 @@
-"""The `minibert experiments` command: `run` a grid (minibert_adapters.experiments), `report` it
-(minibert_adapters.report)."""
+"""The `minibert experiments` command: `run` a grid (minibert_adapters.experiments.grid), `report` it
+(minibert_adapters.experiments.report)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from minibert_adapters import experiments
-from minibert_adapters.arguments import EXIT_CODES, non_negative_int, positive_float, positive_int
-from minibert_adapters.report import write_report
+from minibert_adapters.commands.arguments import EXIT_CODES, non_negative_int, positive_float, positive_int
+from minibert_adapters.experiments import grid as experiments
+from minibert_adapters.experiments.report import write_report
 
 
-def add_experiments_parser(sub):
+def register(sub):
     p = sub.add_parser("experiments", help="run a grid of fine-tuning runs (resumable) and report it",
                        description=experiments.__doc__.split("\n\n")[0], epilog=EXIT_CODES)
     what = p.add_subparsers(dest="action", required=True, metavar="ACTION")

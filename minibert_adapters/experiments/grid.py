@@ -30,13 +30,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from minibert_adapters.checkpoints import HISTORY, TRAINER_STATE, RunLock, read_json
-from minibert_adapters.data import TASKS
-from minibert_adapters.training import MODES
+from minibert_adapters.training.checkpoints import HISTORY, TRAINER_STATE, RunLock, read_json
+from minibert_adapters.training.data import TASKS
+from minibert_adapters.training.loop import MODES
+from minibert_adapters.training.settings import grid_keys
 
-METHOD_KEYS = {"name", "mode", "preset", "size", "top_k", "init_std", "optimizer", "lrs", "epochs"}
-SETTING_KEYS = {"batch_size", "max_length", "train_limit", "eval_limit", "eval_every", "save_every", "model",
-                "warmup_fraction"}
+METHOD_OPTIONS = sorted(grid_keys("method") - {"mode"})  # a method's `minibert train` options besides its mode
+METHOD_KEYS = {"name", "mode", "lrs", "epochs", *METHOD_OPTIONS}
+SETTING_KEYS = grid_keys("settings")
 GRID_KEYS = {"description", "settings", "task_settings", "tasks", "methods", "epochs", "seeds"}
 COMMAND = "command.txt"
 LOG = "train.log"
@@ -62,7 +63,7 @@ class Cell:
         """The `minibert train` options of this run (without --resume / --time-limit / --data)."""
         m = self.method
         args = ["--task", self.task, "--mode", m["mode"]]
-        for key in ("preset", "size", "top_k", "init_std", "optimizer"):
+        for key in METHOD_OPTIONS:
             if m.get(key) is not None:
                 args += [f"--{key.replace('_', '-')}", _fmt(m[key])]
         args += ["--lr", _fmt(self.lr), "--epochs", str(self.epochs), "--seed", str(self.seed)]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minibert_adapters.checkpoints import HISTORY, read_json
-from minibert_adapters.data import TASKS
-from minibert_adapters.experiments import COMMAND, cells, load_grid, run_status
+from minibert_adapters.experiments.grid import COMMAND, cells, load_grid, run_status
+from minibert_adapters.training.checkpoints import HISTORY, read_json
+from minibert_adapters.training.data import TASKS
 
 METRIC_NAMES = {"accuracy": "accuracy", "matthews": "MCC"}
 
@@ -251,7 +251,7 @@ def _results_json(best: dict) -> list:
 
 
 def _figures(out: Path, series: dict, points: dict, lines: list) -> list:
-    from minibert_adapters import figures
+    from minibert_adapters.experiments import figures
 
     if not figures.have_matplotlib():
         lines.append("(not drawn: matplotlib is not installed; pip install 'minibert-adapters[figures]')")

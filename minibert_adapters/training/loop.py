@@ -26,7 +26,7 @@ import numpy as np
 
 from adapters import Policy, add_adapter, apply_policy, kind_of, preset_config, train_adapter, weight_decay_groups
 from autograd import no_grad, optim
-from minibert_adapters.metrics import matthews  # noqa: F401  (also importable from here, as before)
+from minibert_adapters.training.metrics import matthews
 
 MODES = ("adapter", "full", "layernorm", "top-k", "head")
 # docs/conventions.md §2: "adamw" is variant B (torch.optim.AdamW, bias-corrected, linear decay from the peak),
@@ -110,6 +110,11 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        ranges = (("weight_decay", 0.0, math.inf), ("warmup_fraction", 0.0, 1.0), ("clip", 0.0, math.inf))
+        for name, low, high in ranges:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value < high):
+                raise ValueError(f"{name} must be a number in [{low:g}, {high:g}), got {value!r}")
         if self.metric not in ("accuracy", "matthews"):
             raise ValueError(f"metric must be 'accuracy' or 'matthews', got {self.metric!r}")
 

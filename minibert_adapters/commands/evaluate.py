@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from minibert_adapters.arguments import EXIT_CODES, positive_int
-from minibert_adapters.checkpoints import HISTORY, existing_dir, read_json
-from minibert_adapters.data import FORMATS, TASKS, Example, read_table
-from minibert_adapters.metrics import classification_metrics
-from minibert_adapters.training import predict_logits
+from minibert_adapters.commands.arguments import EXIT_CODES, positive_int
+from minibert_adapters.training.checkpoints import HISTORY, existing_dir, read_json
+from minibert_adapters.training.data import FORMATS, TASKS, Example, read_table
+from minibert_adapters.training.loop import predict_logits
+from minibert_adapters.training.metrics import classification_metrics
 
 
 @dataclass
@@ -132,7 +132,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from minibert_adapters.ablation import ablate_spans, write_ablation
+    from minibert_adapters.experiments.ablation import ablate_spans, write_ablation
 
     loaded = load_trained(args.model, args.base_model, args.checkpoint)
     if loaded.adapter is None:
@@ -175,7 +175,7 @@ def _model_options(p):
     p.add_argument("--max-length", type=positive_int, help="tokens per example (default: the run's, else 128)")
 
 
-def add_evaluate_parsers(sub):
+def register(sub):
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("evaluate", help="accuracy, F1 and Matthews correlation of a trained model on a file",
                        description=__doc__.split("\n\n")[1], epilog=EXIT_CODES, formatter_class=fmt)

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 
-from minibert_adapters.check import _grouped
+from minibert_adapters.facts.check import _grouped
 
 
-def add_crosscheck_parser(sub):
+def register(sub):
     p = sub.add_parser("crosscheck", help="judge another implementation's case file (docs/crosscheck.md) against "
                                           "this project and name the likely bug")
     p.add_argument("case", help="a case file: safetensors with param/, input/, output/, grad/ tensors")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative tolerance for hidden states and gradients instead of the table's row for the "
-                        "case's dtype (minibert_adapters/tolerances.py); the report records it")
+                        "case's dtype (minibert_adapters/crosscheck/tolerances.py); the report records it")
     p.set_defaults(func=run)
     return p
 

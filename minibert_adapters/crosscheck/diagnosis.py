@@ -37,7 +37,7 @@ from adapters.kinds import kind_of
 from adapters.names import adapter_key, adapter_parameter_name
 from autograd import Tensor, nn, no_grad
 from minibert.modeling import additive_mask
-from minibert_adapters.tolerances import TOLERANCES, hidden_error
+from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error
 
 SENTENCES = {
     "placement": "The adapter is not where the claimed placement puts it (after dense + dropout, before the "

@@ -1,6 +1,6 @@
 """The one tolerance table: how close two implementations of the same BERT + adapter must agree.
 
-`minibert crosscheck` judges a case by it, and the project's own tests read it too (tests/conftest.py `TOL`), so a
+`minibert crosscheck` judges a case by it, and the project's own tests read it too (tests/helpers.py `TOL`), so a
 number here is the same promise everywhere. Each row is for the precision the case was computed in (its tensors'
 dtype); the numbers are set from measurements, with a margin, never to make a failing comparison pass:
 
@@ -13,7 +13,7 @@ dtype); the numbers are set from measurements, with a margin, never to make a fa
   float32 run differs from its float64 run by 9.4e-7 there). A float32 case is judged against this project's
   float64 run on the case's own float32 weights, so the error measured is the candidate's float32 rounding
   alone. The row leaves about a hundred times that, for longer sequences and larger models; the variants that
-  `minibert_adapters.diagnosis` tells apart differ by 1e-3 or more there.
+  `minibert_adapters.crosscheck.diagnosis` tells apart differ by 1e-3 or more there.
 
 How a tensor is judged:
 
