@@ -207,7 +207,8 @@ def _train(args, out: Path | None) -> int:
     tok = Tokenizer.from_pretrained(s["model"])
     model, state, n_train, n_total = _build_model(s, task, out if saved is not None else None)
     print(f"{s['task']}: {len(train_ex):,} train / {len(dev_ex):,} dev examples; mode {s['mode']}"
-          f"{' (' + s['preset'] + ')' if s['mode'] == 'adapter' else ''}; {n_train:,} trainable parameters "
+          f"{' (' + s['preset'] + ')' if s['mode'] == 'adapter' else ''}, pooler {s['pooler']}; "
+          f"{n_train:,} trainable parameters "
           f"({100 * n_train / n_total:.2f}% of the {n_total:,} of the pretrained model); {s['optimizer']} "
           f"lr {s['lr']:g}; {s['steps']} steps of {s['batch_size']} (max length {s['max_length']}); "
           f"metric {task.metric}", flush=True)
@@ -248,7 +249,8 @@ def _build_model(s: dict, task, resume_from: Path | None):
     last = existing_dir(resume_from / "last") if resume_from is not None else None
     source = last if last is not None and s["mode"] != "adapter" else s["model"]
     model = BertForSequenceClassification.from_pretrained(source, num_labels=task.num_labels, seed=s["seed"])
-    trainable = set(set_trainable(model, s["mode"], s["preset"], s["size"], s["top_k"], s["seed"], s["init_std"]))
+    trainable = set(set_trainable(model, s["mode"], s["preset"], s["size"], s["top_k"], s["seed"], s["init_std"],
+                                  pooler=s["pooler"] == "train"))
     state = None
     if last is not None:
         if s["mode"] == "adapter":

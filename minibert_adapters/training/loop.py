@@ -36,13 +36,17 @@ ADAPTER_NAME = "task"
 
 
 def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = None, top_k: int = 1,
-                  seed: int = 0, init_std: float | None = None) -> list:
+                  seed: int = 0, init_std: float | None = None, pooler: bool = False) -> list:
     """Freeze / unfreeze `model` (a BertForSequenceClassification) for a training mode; returns trainable names.
 
     adapter: adds adapter "task" (preset, bottleneck `size` if given) and trains what its policy trains
     (for "houlsby": the adapters, every LayerNorm and the head). full: everything. layernorm: every LayerNorm
     and the head. top-k: encoder layers L-k .. L-1, the pooler and the head. head: the classification layer
     alone, on the frozen encoder and pooler (the paper's "frozen encoder" floor).
+    pooler: also train the pooler (dense + tanh on [CLS]) in the modes that freeze it (adapter, layernorm, head).
+    Convention (`minibert train`'s default, `--pooler train`): all-MiniLM-L6-v2's pooler was never trained
+    (sentence-transformers trains the encoder under mean pooling; its pooler bias is exactly zero), so the runs
+    train it with the task in every mode; adapter-bert's frozen pooler (BERT's was trained) is `--pooler frozen`.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -51,7 +55,7 @@ def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = 
     if mode == "adapter":
         base = preset_config(preset)
         kind = kind_of(base)
-        overrides = {}
+        overrides = {"train_pooler": True} if pooler else {}
         if size is not None:
             if kind.size_field is None:
                 raise ValueError(f"size: preset {preset!r} is of kind {kind.name!r}, which has no size")
@@ -76,8 +80,8 @@ def set_trainable(model, mode: str, preset: str = "houlsby", size: int | None = 
     if mode == "top-k" and not (isinstance(top_k, int) and 1 <= top_k <= layers):
         raise ValueError(f"top_k must be an integer from 1 to {layers} (the model's layers), got {top_k!r}")
     policy = {"full": Policy(everything=True),
-              "layernorm": Policy(layer_norms=True, head=True),
-              "head": Policy(head=True),
+              "layernorm": Policy(layer_norms=True, head=True, pooler=pooler),
+              "head": Policy(head=True, pooler=pooler),
               "top-k": Policy(layers=frozenset(range(layers - top_k, layers)), pooler=True, head=True)}[mode]
     trainable = apply_policy(model, policy)
     model.train()

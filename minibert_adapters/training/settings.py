@@ -70,6 +70,10 @@ SETTINGS = (
     Setting("optimizer", "adamw", "adamw (default: torch-style AdamW, bias-corrected, linear decay from the peak) or "
                                   "adapter-bert (the original code: no bias correction, decay from step 0); "
                                   "docs/conventions.md §2", choices=OPTIMIZERS, grid="method", before="adamw"),
+    Setting("pooler", "train", "the pooler (dense + tanh on [CLS]): 'train' it with the task in every mode (default: "
+                               "all-MiniLM-L6-v2's pooler was never trained), or keep it 'frozen' in modes adapter, "
+                               "layernorm and head, as the original code does for BERT's trained pooler",
+            choices=("train", "frozen"), grid="method", before="frozen"),
     Setting("steps", 100, "optimizer steps (default 100)", type=positive_int, group="length"),
     Setting("epochs", None, "passes over the training data, the paper's unit: steps = N * ceil(train / batch size)",
             type=positive_int, grid="axis", before=None, group="length"),

@@ -63,6 +63,12 @@ def test_the_expected_names_are_the_model_parameters():
     ("top-k", {"top_k": 2}, layer_names(0) | layer_names(1) | POOLER | HEAD),
     ("adapter", {"size": 5}, ADAPTERS | LAYER_NORMS | HEAD),                       # houlsby: pooler frozen
     ("adapter", {"preset": "adapterhub-houlsby", "size": 3}, ADAPTERS | HEAD),   # LayerNorms frozen too
+    ("head", {}, HEAD),
+    # pooler=True: the pooler trains too, in every mode that freezes it (the runs' default, --pooler train)
+    ("adapter", {"size": 5, "pooler": True}, ADAPTERS | LAYER_NORMS | POOLER | HEAD),
+    ("layernorm", {"pooler": True}, LAYER_NORMS | POOLER | HEAD),
+    ("head", {"pooler": True}, POOLER | HEAD),
+    ("top-k", {"top_k": 1, "pooler": True}, layer_names(1) | POOLER | HEAD),
 ])
 def test_set_trainable_leaves_exactly_the_documented_parameters_trainable(mode, kwargs, expected):
     model = tiny_model()
