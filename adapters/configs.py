@@ -86,7 +86,10 @@ class KindConfig:
         return []
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, the kind's own first and the shared policy fields last (the order files and reports show)."""
+        d = dataclasses.asdict(self)
+        shared = [f.name for f in dataclasses.fields(KindConfig)]
+        return {**{k: v for k, v in d.items() if k not in shared}, **{k: d[k] for k in shared}}
 
     @classmethod
     def from_dict(cls, d: dict):
