@@ -6,7 +6,7 @@ own method, everything the rest of the project asks:
     where it goes     slots(bert, config) -> [(path, sublayer, slot module)];  all_slots(bert) (any config)
     what it builds    build(name, config, bert_config, dtype, rng) -> AdapterModule, one per slot
     what it counts    formula(config, bert_config) (per module, by arithmetic); formula_text; expected_modules
-    its init          identity_config(config) (exactly the base model at init, or None); init_claims(config)
+    its init          identity_config(config) (exactly the base model at init, or None); init_claims(...)
                       (the distribution each tensor claims); expected_init_change(config, bert_config)
     other spellings   foreign_leaves ({other library's leaf name: ours}); sized_like(config, tensors)
     its known bugs    variants(config): the wrong versions the cross-check diagnosis tries
@@ -89,12 +89,12 @@ class AdapterKind:
     def build(self, name, config, bert_config, dtype, rng) -> AdapterModule:
         raise NotImplementedError
 
-    def formula(self, config, bert_config) -> int:
-        """Parameters per module, by the method's formula, from the config alone."""
+    def formula(self, config, bert_config, slot=None) -> int:
+        """Parameters of the module in `slot`, by the method's formula, from the config and the slot's shape."""
         raise NotImplementedError
 
-    def sizes(self, config, bert_config) -> dict:
-        """The sizes in the formula ({"D": 384, "M": 64})."""
+    def sizes(self, config, bert_config, slot=None) -> dict:
+        """The sizes in the formula ({"D": 384, "M": 64}), of the module in `slot` (None: those of the config)."""
         return {}
 
     def expected_modules(self, config, bert_config) -> int:
@@ -119,8 +119,8 @@ class AdapterKind:
         """A config of the same shapes whose init is exactly the base model (check's bit-identity), or None."""
         return None
 
-    def init_claims(self, config) -> dict:
-        """{leaf: Claim} for every tensor of a module at init."""
+    def init_claims(self, config, bert_config, slot=None) -> dict:
+        """{leaf: Claim} for every tensor of the module in `slot` at init."""
         raise NotImplementedError
 
     def expected_init_change(self, config, bert_config) -> float:

@@ -209,6 +209,9 @@ class Linear(Module):
 
     Convention: initialised N(0, init_std) with zero bias, as BERT initialises every dense layer
     (`initializer_range` = 0.02 in its config).
+    Convention: `hook` is one generic slot for methods that live inside a Linear (a low-rank update, a learned
+    rescaling): None (the default) is y = affine(x); otherwise a function (x, affine) -> y, where affine is this
+    layer's own x @ weight^T + bias. Whoever sets it registers the module behind it.
     """
 
     def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, init_std=0.02, rng=None):
@@ -217,9 +220,15 @@ class Linear(Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(rng.normal(0.0, init_std, (out_features, in_features)).astype(dtype))
         self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
+        self.hook = None
+
+    def affine(self, x):
+        return F.linear(x, self.weight, self.bias)
 
     def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+        if self.hook is not None:
+            return self.hook(x, self.affine)
+        return self.affine(x)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}"

@@ -72,10 +72,10 @@ class ScaleKind(AdapterKind):
     def build(self, name, config, bert_config, dtype, rng):
         return Scale(bert_config.hidden_size, dtype, name)
 
-    def formula(self, config, bert_config):
+    def formula(self, config, bert_config, slot=None):
         return bert_config.hidden_size
 
-    def sizes(self, config, bert_config):
+    def sizes(self, config, bert_config, slot=None):
         return {"D": bert_config.hidden_size}
 
     def expected_modules(self, config, bert_config):
@@ -87,7 +87,7 @@ class ScaleKind(AdapterKind):
     def identity_config(self, config):
         return config
 
-    def init_claims(self, config, bert_config):
+    def init_claims(self, config, bert_config, slot=None):
         return {"g": Claim("ones")}
 
     def expected_init_change(self, config, bert_config):

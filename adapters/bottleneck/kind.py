@@ -88,11 +88,11 @@ class BottleneckKind(AdapterKind):
                                  original_ln_after=config.original_ln_after,
                                  residual_before_ln=config.residual_before_ln)
 
-    def formula(self, config, bert_config) -> int:
+    def formula(self, config, bert_config, slot=None) -> int:
         d = bert_config.hidden_size
         return bottleneck_parameters(d, config.size_for(d), config.layer_norm)
 
-    def sizes(self, config, bert_config) -> dict:
+    def sizes(self, config, bert_config, slot=None) -> dict:
         return {"D": bert_config.hidden_size, "M": config.size_for(bert_config.hidden_size)}
 
     def expected_modules(self, config, bert_config) -> int:
@@ -117,7 +117,7 @@ class BottleneckKind(AdapterKind):
         """W_up = 0 and b_up = 0: A(h) = 0, so y = norm(x + a) wherever the adapter's skip is a."""
         return dataclasses.replace(config, init="zeros")
 
-    def init_claims(self, config, bert_config) -> dict:
+    def init_claims(self, config, bert_config, slot=None) -> dict:
         if config.init == "mam_adapter":
             down = Claim("uniform", bound=1.0 / math.sqrt(bert_config.hidden_size))
         elif config.init == "normal":

@@ -44,7 +44,7 @@ from minibert_adapters.crosscheck.case import (
 )
 from minibert_adapters.crosscheck.diagnosis import diagnose
 from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error, tolerance_for
-from minibert_adapters.facts.init_stats import judge_init
+from minibert_adapters.facts.init_stats import judge_modules
 
 
 @dataclasses.dataclass
@@ -196,16 +196,19 @@ def count_parameters(ref: Reference) -> dict:
         return {"modules": [], "ok": True}
     bert = ref.model.config
     kind = kind_of(ref.claimed)
-    formula, sizes = kind.formula(ref.claimed, bert), kind.sizes(ref.claimed, bert)
     rows = []
-    for path, sublayer, _ in ref.slots:
+    for path, sublayer, slot in ref.slots:
         counted = sum(int(np.size(v)) for v in ref.present.get(path, {}).values())
-        rows.append({"module": path, "sublayer": sublayer, **sizes, "formula": formula, "counted": counted,
+        formula = kind.formula(ref.claimed, bert, slot)
+        rows.append({"module": path, "sublayer": sublayer, **kind.sizes(ref.claimed, bert, slot), "formula": formula,
+                     "counted": counted,
                      "present": path in ref.present, "ok": counted == formula})
     per_layer = kind.expected_modules(ref.claimed, bert) // bert.num_hidden_layers
     layers = [sum(1 for r in rows if r["present"] and r["module"].startswith(f"encoder.layer.{i}."))
               for i in range(bert.num_hidden_layers)]
-    return {"modules": rows, "formula": formula, "formula_text": kind.formula_text,
+    formulas = sorted({r["formula"] for r in rows})
+    return {"modules": rows, "formula": formulas[0] if len(formulas) == 1 else formulas,
+            "formula_text": kind.formula_text,
             "modules_per_layer": layers, "expected_per_layer": per_layer,
             "extra_modules": ref.extra_slots, "missing_modules": [r["module"] for r in rows if not r["present"]],
             "ok": all(r["ok"] for r in rows) and not ref.extra_slots}
@@ -225,10 +228,13 @@ def judge_case_init(ref: Reference, case: Case) -> dict:
     """The case's init/ tensors against the claimed distribution, and their output change against ours."""
     if not case.init or ref.claimed is None:
         return {"given": False, "ok": True}
-    by_leaf = {}
+    by_slot = {}
     for name, value in case.init.items():
-        by_leaf.setdefault(adapter_key(name)[2], []).append(value)
-    report = {"given": True, **judge_init(kind_of(ref.claimed).init_claims(ref.claimed, ref.model.config), by_leaf)}
+        slot, _, leaf = adapter_key(name)
+        by_slot.setdefault(slot, {})[leaf] = value
+    slots = {path: slot for path, _, slot in kind_of(ref.claimed).all_slots(ref.model)}
+    report = {"given": True, **judge_modules(kind_of(ref.claimed), ref.claimed, ref.model.config,
+                                              [(slots[path], leaves) for path, leaves in by_slot.items()])}
     report["output_change"] = init_output_change(ref, case)
     report["ok"] = report["ok"] and report["output_change"]["ok"]
     return report

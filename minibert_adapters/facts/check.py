@@ -29,10 +29,9 @@ from adapters import (
     set_active_adapter,
     train_adapter,
 )
-from adapters.names import adapter_key
 from adapters.policy import trainable_names
 from autograd import no_grad
-from minibert_adapters.facts.init_stats import CHANGE_FACTOR, judge_init
+from minibert_adapters.facts.init_stats import CHANGE_FACTOR, judge_modules
 
 SENTENCES = ["the movie was a delight from start to finish .",
              "a tedious , overlong mess with nothing to say .",
@@ -89,11 +88,10 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
         near = bert(**batch).last_hidden_state.data
     mask = batch["attention_mask"].astype(bool)
     rel = _relative_change(near[mask], base[mask])
-    drawn = {}  # the adapter's tensors as add_adapter drew them, by leaf (down.weight, up.bias, ...)
-    for name, (role, _, p) in parameter_roles(model).items():
-        if role.kind == "adapter" and role.adapter == "check":
-            drawn.setdefault(adapter_key(name)[2], []).append(p.data.copy())
-    distribution = judge_init(kind.init_claims(config, bert.config), drawn)
+    # the adapter's tensors as add_adapter drew them, module by module
+    drawn = [(slot, {leaf: p.data.copy() for leaf, p in slot.adapters["check"].named_parameters()})
+             for _, _, slot in kind.slots(bert, config)]
+    distribution = judge_modules(kind, config, bert.config, drawn)
     expected = kind.expected_init_change(config, bert.config)
     facts["identity"] = {
         "identity_init": kind.identity_text, "init_text": kind.init_text(config),

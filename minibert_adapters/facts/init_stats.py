@@ -75,3 +75,24 @@ def judge_init(claims: dict, tensors: dict) -> dict:
                 entry["ok"] = bool(ok)
         entries[leaf] = entry
     return {"leaves": entries, "ok": all(e["ok"] for e in entries.values())}
+
+
+def judge_modules(kind, config, bert_config, modules) -> dict:
+    """judge_init for the modules of one adapter: modules is [(slot module, {leaf: array})]. Tensors of one leaf are
+    pooled over the modules that claim the same distribution for it (a LoRA A of a 384-wide and of a 1536-wide
+    Linear claim different bounds, and are judged apart, labelled with the bound or std)."""
+    groups = {}
+    for slot, leaves in modules:
+        claims = kind.init_claims(config, bert_config, slot)
+        for leaf, array in leaves.items():
+            groups.setdefault((leaf, claims.get(leaf)), []).append(array)
+    per_leaf = {}
+    for leaf, _ in groups:
+        per_leaf[leaf] = per_leaf.get(leaf, 0) + 1
+    claims, tensors = {}, {}
+    for (leaf, claim), arrays in groups.items():
+        label = leaf
+        if per_leaf[leaf] > 1 and claim is not None:
+            label += f" ({'bound' if claim.distribution == 'uniform' else 'std'} {claim.bound or claim.std:.3g})"
+        claims[label], tensors[label] = claim, arrays
+    return judge_init({k: v for k, v in claims.items() if v is not None}, tensors)
