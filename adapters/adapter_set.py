@@ -73,7 +73,7 @@ class AdapterSet:
             if "adapters" not in dict(slot.named_children()):
                 slot.adapters = nn.ModuleDict()
                 self._slots.append((_layer_of(bert, slot), slot))
-            slot.adapters[name] = kind.build(name, config, bert.config, bert.dtype, rng)
+            slot.adapters[name] = kind.build(name, config, bert.config, bert.dtype, rng, slot)
         self.configs[name] = config
         # The task's own copies of the base modules its policy trains, made from the base model's.
         policy = Policy.for_adapter(name, config)

@@ -4,7 +4,7 @@ A kind is a subclass of `AdapterKind`, registered once with `register_kind(MyKin
 own method, everything the rest of the project asks:
 
     where it goes     slots(bert, config) -> [(path, sublayer, slot module)];  all_slots(bert) (any config)
-    what it builds    build(name, config, bert_config, dtype, rng) -> AdapterModule, one per slot
+    what it builds    build(name, config, bert_config, dtype, rng, slot) -> AdapterModule, one per slot
     what it counts    formula(config, bert_config) (per module, by arithmetic); formula_text; expected_modules
     its init          identity_config(config) (exactly the base model at init, or None); init_claims(...)
                       (the distribution each tensor claims); expected_init_change(config, bert_config)
@@ -86,7 +86,8 @@ class AdapterKind:
         unknown one)."""
         raise NotImplementedError
 
-    def build(self, name, config, bert_config, dtype, rng) -> AdapterModule:
+    def build(self, name, config, bert_config, dtype, rng, slot=None) -> AdapterModule:
+        """The module for `slot` (the slot module itself: its shape may decide the module's)."""
         raise NotImplementedError
 
     def formula(self, config, bert_config, slot=None) -> int:

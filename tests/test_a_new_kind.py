@@ -69,7 +69,7 @@ class ScaleKind(AdapterKind):
     def slots(self, bert, config):
         return [s for s in self.all_slots(bert) if config.placement in ("both", s[1])]
 
-    def build(self, name, config, bert_config, dtype, rng):
+    def build(self, name, config, bert_config, dtype, rng, slot=None):
         return Scale(bert_config.hidden_size, dtype, name)
 
     def formula(self, config, bert_config, slot=None):

@@ -80,7 +80,7 @@ class BottleneckKind(AdapterKind):
             yield f"encoder.layer.{i}.attention.output", "attention", layer.attention.output
             yield f"encoder.layer.{i}.output", "ffn", layer.output
 
-    def build(self, name, config, bert_config, dtype, rng) -> BottleneckAdapter:
+    def build(self, name, config, bert_config, dtype, rng, slot=None) -> BottleneckAdapter:
         d = bert_config.hidden_size
         return BottleneckAdapter(d, config.size_for(d), config.non_linearity, config.init, config.init_std,
                                  config.parallel, config.layer_norm, bert_config.layer_norm_eps, dtype=dtype, rng=rng,

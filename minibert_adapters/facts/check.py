@@ -151,6 +151,10 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
     rng = np.random.default_rng(seed)
     roles = parameter_roles(model)
     adapter_names = [k for k in sorted(trainable) if roles[k][0].adapter == "check"]
+    # Tensors whose gradient is not zero everywhere first: at an init with B = 0 (LoRA) or W_up = 0, the other
+    # factor's gradient is exactly zero, and comparing 0 with 0 would test nothing.
+    moving = [k for k in adapter_names if np.any(params[k].grad)]
+    adapter_names = moving if len(moving) >= min(n_fd, len(adapter_names)) else adapter_names
     chosen = rng.choice(len(adapter_names), size=min(n_fd, len(adapter_names)), replace=False)
     picks = [adapter_names[i] for i in chosen]
     # atol: float64 central differences on a loss of order 1 carry ~1e-16 / eps = 1e-10 of rounding noise, and
@@ -212,7 +216,8 @@ def format_report(report: dict) -> str:
              f"adapter preset: {report['preset']}  "
              + ", ".join(f"{k}={v}" for k, v in report["config"].items()), "",
              f"[{mark[pc['ok']]}] 1. parameter count: {pc['formula_text']} per module"]
-    sizes = [k for k in (pc["modules"][0] if pc["modules"] else {}) if k.isupper()]  # D, M, ... as the kind names
+    not_sizes = {"module", "sublayer", "formula", "counted"}
+    sizes = [k for k in (pc["modules"][0] if pc["modules"] else {}) if k not in not_sizes]  # the kind's shape_info
     formula = pc["formula_text"].replace(" ", "")
     lines.append(f"    {'module':<58} " + "".join(f"{k:>5} " for k in sizes) + f"{formula:>9} {'counted':>9}")
     for r in pc["modules"]:

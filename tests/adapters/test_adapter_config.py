@@ -6,10 +6,10 @@ import pytest
 
 import autograd.functional as F
 from adapters import PRESETS, AdapterConfig
-from adapters.bottleneck.config import INITS, PLACEMENTS
+from adapters.bottleneck.config import BOTTLENECK_PRESETS, INITS, PLACEMENTS
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(BOTTLENECK_PRESETS))
 def test_every_preset_builds_and_round_trips_through_a_dict(name):
     config = AdapterConfig.from_preset(name)
     assert isinstance(config, AdapterConfig)
