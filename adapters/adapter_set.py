@@ -69,11 +69,12 @@ class AdapterSet:
             raise ValueError(f"an adapter named {name!r} already exists; remove_adapter(model, {name!r}) first")
         bert = base_model(self.model)
         rng = np.random.default_rng(seed)
-        for _, _, slot in kind.slots(bert, config):
+        for place in kind.slots(bert, config):
+            slot = place[2]
             if "adapters" not in dict(slot.named_children()):
                 slot.adapters = nn.ModuleDict()
                 self._slots.append((_layer_of(bert, slot), slot))
-            slot.adapters[name] = kind.build(name, config, bert.config, bert.dtype, rng, slot)
+            slot.adapters[name] = kind.build(name, config, bert.config, bert.dtype, rng, place)
         self.configs[name] = config
         # The task's own copies of the base modules its policy trains, made from the base model's.
         policy = Policy.for_adapter(name, config)

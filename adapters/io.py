@@ -16,6 +16,7 @@ from adapters.adapter_set import AdapterSet, copy_into_adapter
 from adapters.adapterhub import is_adapterhub_meta, load_adapterhub
 from adapters.compat import DEFAULT_KIND
 from adapters.kinds import kind_named, kind_of
+from adapters.peft import load_peft
 from adapters.policy import base_model
 from minibert.weights import read_safetensors, write_atomically, write_safetensors
 
@@ -82,14 +83,15 @@ def folder_kind(meta: dict) -> str:
     if is_adapterhub_meta(meta):
         return "AdapterHub"
     if "peft_type" in meta:
-        return f"a PEFT adapter (peft_type {meta['peft_type']!r}), which this version does not read"
+        return "PEFT"
     return "a JSON file of unknown origin (neither this project's format_version, AdapterHub's config and version, " \
            "nor PEFT's peft_type)"
 
 
 def load_adapter(model, directory, name: str | None = None, set_active: bool = True) -> str:
     """Restore an adapter saved by save_adapter onto a (freshly loaded) base model, bit-exactly; an AdapterHub
-    folder (its save_adapter with use_safetensors=True) is read with `load_adapterhub`.
+    folder (its save_adapter with use_safetensors=True) is read with `load_adapterhub`, a PEFT folder (its
+    save_pretrained) with `adapters.peft.load_peft`.
 
     Adds the adapter if the model does not have it (an adapter of that name already there must have the
     saved config), then copies every saved tensor into the task after `check_state`: the file must hold
@@ -105,6 +107,8 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
             raw = None  # read_adapter_meta says so, naming the file
         if isinstance(raw, dict) and folder_kind(raw) == "AdapterHub":
             return load_adapterhub(model, directory, name or raw.get("name"), set_active=set_active)
+        if isinstance(raw, dict) and folder_kind(raw) == "PEFT":
+            return load_peft(model, directory, name, set_active=set_active)
     meta = read_adapter_meta(directory)
     name = name or meta["name"]
     bert = base_model(model)

@@ -4,7 +4,8 @@ A kind is a subclass of `AdapterKind`, registered once with `register_kind(MyKin
 own method, everything the rest of the project asks:
 
     where it goes     slots(bert, config) -> [(path, sublayer, slot module)];  all_slots(bert) (any config)
-    what it builds    build(name, config, bert_config, dtype, rng, slot) -> AdapterModule, one per slot
+    what it builds    build(name, config, bert_config, dtype, rng, place) -> AdapterModule, one per place
+                      (a place is one (path, label, slot module) of `slots`)
     what it counts    formula(config, bert_config) (per module, by arithmetic); formula_text; expected_modules
     its init          identity_config(config) (exactly the base model at init, or None); init_claims(...)
                       (the distribution each tensor claims); expected_init_change(config, bert_config)
@@ -86,16 +87,16 @@ class AdapterKind:
         unknown one)."""
         raise NotImplementedError
 
-    def build(self, name, config, bert_config, dtype, rng, slot=None) -> AdapterModule:
-        """The module for `slot` (the slot module itself: its shape may decide the module's)."""
+    def build(self, name, config, bert_config, dtype, rng, place=None) -> AdapterModule:
+        """The module for `place`, one (path, label, slot module) of `slots` (its shape may decide the module's)."""
         raise NotImplementedError
 
-    def formula(self, config, bert_config, slot=None) -> int:
-        """Parameters of the module in `slot`, by the method's formula, from the config and the slot's shape."""
+    def formula(self, config, bert_config, place=None) -> int:
+        """Parameters of the module at `place` ((path, label, slot) of `slots`), by the method's formula."""
         raise NotImplementedError
 
-    def sizes(self, config, bert_config, slot=None) -> dict:
-        """The sizes in the formula ({"D": 384, "M": 64}), of the module in `slot` (None: those of the config)."""
+    def sizes(self, config, bert_config, place=None) -> dict:
+        """The sizes in the formula ({"D": 384, "M": 64}), of the module at `place` (None: those of the config)."""
         return {}
 
     def expected_modules(self, config, bert_config) -> int:
@@ -120,8 +121,8 @@ class AdapterKind:
         """A config of the same shapes whose init is exactly the base model (check's bit-identity), or None."""
         return None
 
-    def init_claims(self, config, bert_config, slot=None) -> dict:
-        """{leaf: Claim} for every tensor of the module in `slot` at init."""
+    def init_claims(self, config, bert_config, place=None) -> dict:
+        """{leaf: Claim} for every tensor of the module at `place` at init."""
         raise NotImplementedError
 
     def expected_init_change(self, config, bert_config) -> float:

@@ -69,13 +69,13 @@ class ScaleKind(AdapterKind):
     def slots(self, bert, config):
         return [s for s in self.all_slots(bert) if config.placement in ("both", s[1])]
 
-    def build(self, name, config, bert_config, dtype, rng, slot=None):
+    def build(self, name, config, bert_config, dtype, rng, place=None):
         return Scale(bert_config.hidden_size, dtype, name)
 
-    def formula(self, config, bert_config, slot=None):
+    def formula(self, config, bert_config, place=None):
         return bert_config.hidden_size
 
-    def sizes(self, config, bert_config, slot=None):
+    def sizes(self, config, bert_config, place=None):
         return {"D": bert_config.hidden_size}
 
     def expected_modules(self, config, bert_config):
@@ -87,7 +87,7 @@ class ScaleKind(AdapterKind):
     def identity_config(self, config):
         return config
 
-    def init_claims(self, config, bert_config, slot=None):
+    def init_claims(self, config, bert_config, place=None):
         return {"g": Claim("ones")}
 
     def expected_init_change(self, config, bert_config):

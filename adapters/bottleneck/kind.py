@@ -80,7 +80,7 @@ class BottleneckKind(AdapterKind):
             yield f"encoder.layer.{i}.attention.output", "attention", layer.attention.output
             yield f"encoder.layer.{i}.output", "ffn", layer.output
 
-    def build(self, name, config, bert_config, dtype, rng, slot=None) -> BottleneckAdapter:
+    def build(self, name, config, bert_config, dtype, rng, place=None) -> BottleneckAdapter:
         d = bert_config.hidden_size
         return BottleneckAdapter(d, config.size_for(d), config.non_linearity, config.init, config.init_std,
                                  config.parallel, config.layer_norm, bert_config.layer_norm_eps, dtype=dtype, rng=rng,
@@ -88,11 +88,11 @@ class BottleneckKind(AdapterKind):
                                  original_ln_after=config.original_ln_after,
                                  residual_before_ln=config.residual_before_ln)
 
-    def formula(self, config, bert_config, slot=None) -> int:
+    def formula(self, config, bert_config, place=None) -> int:
         d = bert_config.hidden_size
         return bottleneck_parameters(d, config.size_for(d), config.layer_norm)
 
-    def sizes(self, config, bert_config, slot=None) -> dict:
+    def sizes(self, config, bert_config, place=None) -> dict:
         return {"D": bert_config.hidden_size, "M": config.size_for(bert_config.hidden_size)}
 
     def expected_modules(self, config, bert_config) -> int:
@@ -117,7 +117,7 @@ class BottleneckKind(AdapterKind):
         """W_up = 0 and b_up = 0: A(h) = 0, so y = norm(x + a) wherever the adapter's skip is a."""
         return dataclasses.replace(config, init="zeros")
 
-    def init_claims(self, config, bert_config, slot=None) -> dict:
+    def init_claims(self, config, bert_config, place=None) -> dict:
         if config.init == "mam_adapter":
             down = Claim("uniform", bound=1.0 / math.sqrt(bert_config.hidden_size))
         elif config.init == "normal":

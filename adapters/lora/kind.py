@@ -3,33 +3,23 @@
 from __future__ import annotations
 
 import math
-import re
 
 from adapters.kinds import AdapterKind, Claim, register_kind
 from adapters.lora.config import LoraConfig
 from adapters.lora.module import LoraLinear, lora_parameters
-from autograd import nn
-
-# The Linears of one BERT encoder layer, by their names inside it, and the pooler's: the names target_modules
-# is matched against (Devlin2019's architecture, Hugging Face's names).
-LAYER_LINEARS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-                 "intermediate.dense", "output.dense")
+from adapters.targets import count_matches, linears, matches
 
 
 def targets(config: LoraConfig, name: str) -> bool:
-    """Does `target_modules` name the module called `name` (relative to the BertModel)? As PEFT decides: a string
-    is a regular expression the whole name must match; a list matches a name equal to an entry or ending in
-    "." + an entry."""
-    if isinstance(config.target_modules, str):
-        return re.fullmatch(config.target_modules, name) is not None
-    return any(name == t or name.endswith("." + t) for t in config.target_modules)
+    """Does the config's target_modules name the module called `name` (PEFT's rule, adapters.targets)?"""
+    return matches(config.target_modules, name)
 
 
-def _shape(config, bert_config, slot):
-    """(d_in, d_out) of the Linear in `slot` (the model's width when no slot is given)."""
-    if slot is None:
+def _shape(bert_config, place):
+    """(d_in, d_out) of the Linear at `place` (the model's width when no place is given)."""
+    if place is None:
         return bert_config.hidden_size, bert_config.hidden_size
-    return slot.in_features, slot.out_features
+    return place[2].in_features, place[2].out_features
 
 
 class LoraKind(AdapterKind):
@@ -43,30 +33,27 @@ class LoraKind(AdapterKind):
 
     def all_slots(self, bert):
         """Every Linear of the base model (not those inside adapter modules), labelled by its name."""
-        for path, module in bert.named_modules():
-            if isinstance(module, nn.Linear) and ".adapters." not in f".{path}." and path:
-                yield path, path.rsplit(".", 1)[-1], module
+        return linears(bert)
 
     def slots(self, bert, config):
         return [s for s in self.all_slots(bert) if targets(config, s[0])]
 
-    def build(self, name, config, bert_config, dtype, rng, slot=None) -> LoraLinear:
-        d_in, d_out = _shape(config, bert_config, slot)
+    def build(self, name, config, bert_config, dtype, rng, place=None) -> LoraLinear:
+        d_in, d_out = _shape(bert_config, place)
         return LoraLinear(d_in, d_out, config.r, config.scaling, config.dropout, config.init, dtype=dtype, rng=rng,
                           name=name)
 
-    def formula(self, config, bert_config, slot=None) -> int:
-        return lora_parameters(*_shape(config, bert_config, slot), config.r)
+    def formula(self, config, bert_config, place=None) -> int:
+        return lora_parameters(*_shape(bert_config, place), config.r)
 
-    def sizes(self, config, bert_config, slot=None) -> dict:
-        if slot is None:
+    def sizes(self, config, bert_config, place=None) -> dict:
+        if place is None:
             return {"r": config.r}
-        d_in, d_out = _shape(config, bert_config, slot)
+        d_in, d_out = _shape(bert_config, place)
         return {"d_in": d_in, "d_out": d_out, "r": config.r}
 
     def expected_modules(self, config, bert_config) -> int:
-        names = [f"encoder.layer.{i}.{n}" for i in range(bert_config.num_hidden_layers) for n in LAYER_LINEARS]
-        return sum(targets(config, n) for n in names + ["pooler.dense"])
+        return count_matches(config.target_modules, bert_config.num_hidden_layers)
 
     def leaves(self, config) -> tuple:
         return ("lora_A.weight", "lora_B.weight")
@@ -82,14 +69,50 @@ class LoraKind(AdapterKind):
         scaling = f"alpha / sqrt(r) = {config.scaling:g}" if config.use_rslora else f"alpha / r = {config.scaling:g}"
         return f"LoRA r = {config.r} on {config.target_modules}, s = {scaling}, init {self.init_text(config)}"
 
-    def init_claims(self, config, bert_config, slot=None) -> dict:
-        d_in, _ = _shape(config, bert_config, slot)
+    def init_claims(self, config, bert_config, place=None) -> dict:
+        d_in, _ = _shape(bert_config, place)
         a = Claim("normal", std=1.0 / config.r) if config.init == "gaussian" else \
             Claim("uniform", bound=1.0 / math.sqrt(d_in))
         return {"lora_A.weight": a, "lora_B.weight": Claim("zeros")}
 
     def expected_init_change(self, config, bert_config) -> float:
         return 0.0  # B = 0
+
+    # ---- PEFT's vocabulary (LoraConfig, adapter_model.safetensors) --------------------------------------------
+    peft_leaves = {"lora_A.weight": "lora_A.weight", "lora_B.weight": "lora_B.weight"}  # PEFT's -> ours (the same)
+
+    def config_from_peft(self, peft: dict, bert_config) -> LoraConfig:
+        """Our LoraConfig for PEFT's; ValueError naming each field that changes what PEFT computes and is not
+        reproduced here."""
+        refused = {"use_dora": False, "bias": "none", "fan_in_fan_out": False, "lora_bias": False,
+                   "layers_to_transform": None, "exclude_modules": None, "rank_pattern": {}, "alpha_pattern": {},
+                   "modules_to_save": None, "layer_replication": None, "target_parameters": None,
+                   "use_qalora": False, "use_bdlora": None, "trainable_token_indices": None}
+        problems = [f"{k}={peft[k]!r}" for k, ok in refused.items() if peft.get(k) not in (ok, None, {}, [], False)]
+        init = peft.get("init_lora_weights", True)
+        if init not in (True, "gaussian"):
+            problems.append(f"init_lora_weights={init!r}")
+        if problems:
+            raise ValueError("PEFT LoRA config not reproduced here: " + "; ".join(problems))
+        targets_ = peft.get("target_modules")
+        targets_ = sorted(targets_) if isinstance(targets_, (list, tuple, set)) else targets_
+        return LoraConfig(r=peft["r"], alpha=float(peft.get("lora_alpha", 8)), target_modules=targets_,
+                          dropout=float(peft.get("lora_dropout", 0.0)), use_rslora=bool(peft.get("use_rslora", False)),
+                          init="gaussian" if init == "gaussian" else "kaiming_uniform", train_layer_norms=False,
+                          train_head=True)
+
+    def config_to_peft(self, config: LoraConfig) -> dict:
+        return {"peft_type": "LORA", "task_type": None, "r": config.r, "lora_alpha": config.alpha,
+                "target_modules": config.target_modules, "lora_dropout": config.dropout,
+                "use_rslora": config.use_rslora, "init_lora_weights": True if config.init == "kaiming_uniform"
+                else "gaussian", "bias": "none", "fan_in_fan_out": False, "use_dora": False, "modules_to_save": None,
+                "inference_mode": True}
+
+    def from_peft(self, leaf, array, config, place):
+        return array
+
+    def to_peft(self, leaf, array, config, place):
+        return array
 
     def config_strategy(self, st, bert_config=None, sizes=(1, 6), policies: bool = True, avoid=frozenset()):
         """Rank, alpha, rsLoRA, the targets (lists of names, or a pattern), and what else trains."""

@@ -197,10 +197,11 @@ def count_parameters(ref: Reference) -> dict:
     bert = ref.model.config
     kind = kind_of(ref.claimed)
     rows = []
-    for path, sublayer, slot in ref.slots:
+    for place in ref.slots:
+        path, sublayer, _ = place
         counted = sum(int(np.size(v)) for v in ref.present.get(path, {}).values())
-        formula = kind.formula(ref.claimed, bert, slot)
-        rows.append({"module": path, "sublayer": sublayer, **kind.sizes(ref.claimed, bert, slot), "formula": formula,
+        formula = kind.formula(ref.claimed, bert, place)
+        rows.append({"module": path, "sublayer": sublayer, **kind.sizes(ref.claimed, bert, place), "formula": formula,
                      "counted": counted,
                      "present": path in ref.present, "ok": counted == formula})
     per_layer = kind.expected_modules(ref.claimed, bert) // bert.num_hidden_layers
@@ -232,9 +233,9 @@ def judge_case_init(ref: Reference, case: Case) -> dict:
     for name, value in case.init.items():
         slot, _, leaf = adapter_key(name)
         by_slot.setdefault(slot, {})[leaf] = value
-    slots = {path: slot for path, _, slot in kind_of(ref.claimed).all_slots(ref.model)}
+    places = {place[0]: place for place in kind_of(ref.claimed).all_slots(ref.model)}
     report = {"given": True, **judge_modules(kind_of(ref.claimed), ref.claimed, ref.model.config,
-                                              [(slots[path], leaves) for path, leaves in by_slot.items()])}
+                                              [(places[path], leaves) for path, leaves in by_slot.items()])}
     report["output_change"] = init_output_change(ref, case)
     report["ok"] = report["ok"] and report["output_change"]["ok"]
     return report

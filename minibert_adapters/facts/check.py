@@ -89,8 +89,8 @@ def run_check(model_path=None, preset: str = "houlsby", size: int | None = None,
     mask = batch["attention_mask"].astype(bool)
     rel = _relative_change(near[mask], base[mask])
     # the adapter's tensors as add_adapter drew them, module by module
-    drawn = [(slot, {leaf: p.data.copy() for leaf, p in slot.adapters["check"].named_parameters()})
-             for _, _, slot in kind.slots(bert, config)]
+    drawn = [(place, {leaf: p.data.copy() for leaf, p in place[2].adapters["check"].named_parameters()})
+             for place in kind.slots(bert, config)]
     distribution = judge_modules(kind, config, bert.config, drawn)
     expected = kind.expected_init_change(config, bert.config)
     facts["identity"] = {

@@ -78,12 +78,13 @@ def judge_init(claims: dict, tensors: dict) -> dict:
 
 
 def judge_modules(kind, config, bert_config, modules) -> dict:
-    """judge_init for the modules of one adapter: modules is [(slot module, {leaf: array})]. Tensors of one leaf are
+    """judge_init for the modules of one adapter: modules is [(place, {leaf: array})], place one (path, label, slot)
+    of the kind's slots. Tensors of one leaf are
     pooled over the modules that claim the same distribution for it (a LoRA A of a 384-wide and of a 1536-wide
     Linear claim different bounds, and are judged apart, labelled with the bound or std)."""
     groups = {}
-    for slot, leaves in modules:
-        claims = kind.init_claims(config, bert_config, slot)
+    for place, leaves in modules:
+        claims = kind.init_claims(config, bert_config, place)
         for leaf, array in leaves.items():
             groups.setdefault((leaf, claims.get(leaf)), []).append(array)
     per_leaf = {}
