@@ -138,6 +138,9 @@ class AdapterKind:
         """Known-wrong versions (Variant) for the cross-check diagnosis."""
         return []
 
+    codes: dict = {}                # the diagnosis codes the kind's variants add: {code: sentence}
+    misplaced_code = "placement"    # the code for tensors where the claimed config puts no module
+
     hub_architecture = None    # AdapterHub's "architecture" for this kind's configs, if AdapterHub has it
 
     def config_from_hub(self, hub: dict, bert_config, tensors: dict):

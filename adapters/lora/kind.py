@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from adapters.kinds import AdapterKind, Claim, register_kind
+from adapters.kinds import AdapterKind, Claim, Variant, register_kind
 from adapters.lora.config import LoraConfig
 from adapters.lora.module import LoraLinear, lora_parameters
 from adapters.targets import count_matches, linears, matches
@@ -57,6 +57,33 @@ class LoraKind(AdapterKind):
 
     def leaves(self, config) -> tuple:
         return ("lora_A.weight", "lora_B.weight")
+
+    codes = {"scale": "The update is scaled by another factor than the claimed s",
+             "target-modules": "The Linears adapted are not the ones the claimed target_modules names"}
+    misplaced_code = "target-modules"
+
+    def variants(self, config) -> list:
+        """The update scaled by the classic wrong factors (alpha for alpha / r, the other of alpha / r and
+        alpha / sqrt(r), none at all), or absent, in every adapted Linear of a layer at once."""
+        labels = tuple(sorted({label for _, label, _ in self.slots_by_name(config)}))
+        factors = {"alpha (not divided by r)": config.alpha, "alpha / r": config.alpha / config.r,
+                   "alpha / sqrt(r)": config.alpha / config.r ** 0.5, "1 (no scaling)": 1.0,
+                   "2 s": 2 * config.scaling, "s / 2": config.scaling / 2}
+        out = []
+        for text, factor in factors.items():
+            if abs(factor - config.scaling) > 1e-12 * max(1.0, abs(config.scaling)):
+                out.append(Variant("scale", f"the update scaled by {text} = {factor:g} instead of s = "
+                                            f"{config.scaling:g}", labels,
+                                   lambda m, f=factor: (lambda x, affine: affine(x) + m.lora_B(m.lora_A(x)) * f)))
+        out.append(Variant("missing-modules", "no update in the layer's adapted Linears", labels, lambda m: None))
+        return out
+
+    def slots_by_name(self, config):
+        """(path, label, None) of the Linears of one BERT layer and the pooler that target_modules names."""
+        from adapters.targets import LAYER_LINEARS
+
+        names = [f"encoder.layer.0.{n}" for n in LAYER_LINEARS] + ["pooler.dense"]
+        return [(n, n.rsplit(".", 1)[-1], None) for n in names if matches(config.target_modules, n)]
 
     def identity_config(self, config):
         """B = 0 whatever the init of A: the update is zero, the model exactly the base."""

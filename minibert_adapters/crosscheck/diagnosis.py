@@ -203,6 +203,7 @@ def _names(names, n=3) -> str:
 def diagnose(ref, case, report) -> tuple:
     """(codes, [{"code", "sentence"}]) for a report of minibert_adapters.crosscheck; empty when it agrees."""
     evidence = {}
+    kind = kind_of(ref.config) if ref.config is not None else None
 
     def note(code, text):
         evidence.setdefault(code, []).append(text)
@@ -250,8 +251,8 @@ def diagnose(ref, case, report) -> tuple:
         note("missing-modules", f"no adapter tensors in {_names(counts['missing_modules'])} "
                                 f"(the claimed placement has {counts['expected_per_layer']} per layer)")
     if counts.get("extra_modules"):
-        note("placement", f"adapter tensors in {_names(counts['extra_modules'])}, which the claimed placement does "
-                          "not name")
+        note(kind.misplaced_code if kind else "placement",
+             f"adapter tensors in {_names(counts['extra_modules'])}, which the claimed config does not name")
     wrong_size = [r["module"] for r in counts.get("modules", []) if r["present"] and not r["ok"]]
     if wrong_size:
         evidence["unexplained"].append(f"{_names(wrong_size)}: {counts['modules'][0]['formula']} parameters by "
@@ -285,8 +286,9 @@ def diagnose(ref, case, report) -> tuple:
                        "init of the same config")
         note("init-scale", "; ".join(bad))
 
-    codes = [c for c in CODES if evidence.get(c)]
-    explanations = [{"code": c, "sentence": SENTENCES[c] + ": " + "; ".join(dict.fromkeys(evidence[c])) + "."}
+    sentences = {**SENTENCES, **(kind.codes if kind else {})}
+    codes = [c for c in sentences if evidence.get(c)]
+    explanations = [{"code": c, "sentence": sentences[c] + ": " + "; ".join(dict.fromkeys(evidence[c])) + "."}
                     for c in codes]
     if evidence["unexplained"]:
         explanations.append({"code": None, "sentence": "Not one of the known patterns: "
