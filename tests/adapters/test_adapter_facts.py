@@ -344,6 +344,12 @@ def test_small_init_moves_the_outputs_by_order_std_squared(shape, placement, par
                                               layer_norm=layer_norm), seed=seed + 1)
         out, _ = run(model)
         changes[std] = np.linalg.norm(out - base) / np.linalg.norm(base)
+    if non_linearity == "relu" and changes[1e-3] == 0:
+        # ReLU is positively homogeneous: the same draws scaled by any std switch the same units on. With a small M
+        # every unit can be off for every token (W_down h < 0), and then the adapter is exactly the identity at
+        # every std, which is what must hold.
+        assert changes[1e-2] == 0, changes
+        return
     # std 1e-3, as the original code: a change, and a small one (the whole-network value is reported by
     # `minibert check`; on these models it is ~1e-8)
     assert 0 < changes[1e-3] < 1e-4, changes
