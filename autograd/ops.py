@@ -390,3 +390,111 @@ def where(cond, a, b) -> Tensor:
     """Elementwise `a if cond else b`; `cond` is a boolean array (or Tensor) and gets no gradient."""
     cond = np.asarray(cond.data if isinstance(cond, Tensor) else cond, dtype=bool)
     return Where.apply(a, b, cond=cond)
+
+
+# ---- Tensor's operators -------------------------------------------------------------------------------------
+class TensorOperators:
+    """The operators of `Tensor` (tensor.py), each one Function of this module; copied onto Tensor below.
+
+    They live here, beside the Functions they apply, so that the two modules import one way (tensor.py needs
+    nothing of this one). A number or array operand becomes a constant of self's dtype in Function.apply
+    (see `as_tensor`).
+    """
+
+    def astype(self, dtype) -> Tensor:
+        return Cast.apply(self, dtype=np.dtype(dtype))
+
+    def __add__(self, other):
+        return Add.apply(self, other)
+
+    def __radd__(self, other):
+        return Add.apply(other, self)
+
+    def __sub__(self, other):
+        return Sub.apply(self, other)
+
+    def __rsub__(self, other):
+        return Sub.apply(other, self)
+
+    def __mul__(self, other):
+        return Mul.apply(self, other)
+
+    def __rmul__(self, other):
+        return Mul.apply(other, self)
+
+    def __truediv__(self, other):
+        return Div.apply(self, other)
+
+    def __rtruediv__(self, other):
+        return Div.apply(other, self)
+
+    def __matmul__(self, other):
+        return MatMul.apply(self, other)
+
+    def __rmatmul__(self, other):
+        return MatMul.apply(other, self)
+
+    def __neg__(self):
+        return Neg.apply(self)
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            # a ** b = exp(b log a), for a > 0
+            return (exponent * self.log()).exp()
+        # a constant: a number, or an array broadcast against x (Pow's backward unbroadcasts)
+        return Pow.apply(self, exponent=float(exponent) if np.ndim(exponent) == 0 else np.asarray(exponent))
+
+    def __rpow__(self, base):
+        # c ** x = exp(x log c), for a constant c > 0 (a number or an array, cast to self's dtype)
+        return (self * np.log(base)).exp()
+
+    # ---- reductions, shapes, elementwise --------------------------------------------------------------
+    def sum(self, axis=None, keepdims=False):
+        return Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        # mean = sum / n, with n the number of elements reduced into each output element
+        total = self.sum(axis=axis, keepdims=keepdims)
+        return total / (self.data.size // max(1, total.data.size))
+
+    def max(self, axis=None, keepdims=False):
+        return Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return Reshape.apply(self, shape=tuple(shape))
+
+    def transpose(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return Transpose.apply(self, axes=tuple(axes) if axes else tuple(reversed(range(self.ndim))))
+
+    def swapaxes(self, a, b):
+        axes = list(range(self.ndim))
+        axes[a], axes[b] = axes[b], axes[a]
+        return self.transpose(*axes)
+
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            index = index.data
+        if isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return GetItem.apply(self, index=index)
+
+    def exp(self):
+        return Exp.apply(self)
+
+    def log(self):
+        return Log.apply(self)
+
+    def sqrt(self):
+        return Sqrt.apply(self)
+
+    def tanh(self):
+        return Tanh.apply(self)
+
+
+
+
+for _name, _method in vars(TensorOperators).items():
+    if callable(_method):
+        setattr(Tensor, _name, _method)

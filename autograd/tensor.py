@@ -175,9 +175,6 @@ class Tensor:
         """The same array, cut from the graph."""
         return Tensor(self.data)
 
-    def astype(self, dtype) -> Tensor:
-        return ops.Cast.apply(self, dtype=np.dtype(dtype))
-
     # ---- reverse mode -----------------------------------------------------------------------------
     def backward(self, grad=None, retain_graph: bool = False):
         """Accumulate d(self)/d(leaf) . grad into `.grad` of every leaf that requires a gradient.
@@ -244,51 +241,9 @@ class Tensor:
                         stack.append((x, False))
         return order
 
-    # ---- arithmetic (each maps to one Function in ops.py) -------------------------------------------
-    # A number or array operand becomes a constant of self's dtype in Function.apply (see `as_tensor`).
-    def __add__(self, other):
-        return ops.Add.apply(self, other)
-
-    def __radd__(self, other):
-        return ops.Add.apply(other, self)
-
-    def __sub__(self, other):
-        return ops.Sub.apply(self, other)
-
-    def __rsub__(self, other):
-        return ops.Sub.apply(other, self)
-
-    def __mul__(self, other):
-        return ops.Mul.apply(self, other)
-
-    def __rmul__(self, other):
-        return ops.Mul.apply(other, self)
-
-    def __truediv__(self, other):
-        return ops.Div.apply(self, other)
-
-    def __rtruediv__(self, other):
-        return ops.Div.apply(other, self)
-
-    def __matmul__(self, other):
-        return ops.MatMul.apply(self, other)
-
-    def __rmatmul__(self, other):
-        return ops.MatMul.apply(other, self)
-
-    def __neg__(self):
-        return ops.Neg.apply(self)
-
-    def __pow__(self, exponent):
-        if isinstance(exponent, Tensor):
-            # a ** b = exp(b log a), for a > 0
-            return (exponent * self.log()).exp()
-        # a constant: a number, or an array broadcast against x (Pow's backward unbroadcasts)
-        return ops.Pow.apply(self, exponent=float(exponent) if np.ndim(exponent) == 0 else np.asarray(exponent))
-
-    def __rpow__(self, base):
-        # c ** x = exp(x log c), for a constant c > 0 (a number or an array, cast to self's dtype)
-        return (self * np.log(base)).exp()
+    # ---- operators --------------------------------------------------------------------------------
+    # +, -, *, /, @, **, sum, reshape, exp, ... are each one Function of ops.py, and are defined there, beside the
+    # Function they apply (`ops.TensorOperators`), so that this module needs nothing of ops.py.
 
     # Comparisons give plain boolean arrays: they have no gradient.
     def _raw(self, other):
@@ -313,50 +268,3 @@ class Tensor:
         return self.data != self._raw(other)
 
     __hash__ = object.__hash__  # tensors stay usable as dict keys and set members (by identity)
-
-    # ---- reductions, shapes, elementwise --------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False):
-        return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        # mean = sum / n, with n the number of elements reduced into each output element
-        total = self.sum(axis=axis, keepdims=keepdims)
-        return total / (self.data.size // max(1, total.data.size))
-
-    def max(self, axis=None, keepdims=False):
-        return ops.Max.apply(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape):
-        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return ops.Reshape.apply(self, shape=tuple(shape))
-
-    def transpose(self, *axes):
-        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return ops.Transpose.apply(self, axes=tuple(axes) if axes else tuple(reversed(range(self.ndim))))
-
-    def swapaxes(self, a, b):
-        axes = list(range(self.ndim))
-        axes[a], axes[b] = axes[b], axes[a]
-        return self.transpose(*axes)
-
-    def __getitem__(self, index):
-        if isinstance(index, Tensor):
-            index = index.data
-        if isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        return ops.GetItem.apply(self, index=index)
-
-    def exp(self):
-        return ops.Exp.apply(self)
-
-    def log(self):
-        return ops.Log.apply(self)
-
-    def sqrt(self):
-        return ops.Sqrt.apply(self)
-
-    def tanh(self):
-        return ops.Tanh.apply(self)
-
-
-from autograd import ops  # noqa: E402  (ops needs Tensor and Function defined above)
