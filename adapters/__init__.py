@@ -18,6 +18,7 @@ check_packages(("autograd", "minibert"))
 import adapters.bottleneck  # noqa: E402, F401
 import adapters.ia3  # noqa: E402, F401
 import adapters.lora  # noqa: E402, F401
+import adapters.prefix  # noqa: E402, F401
 from adapters.adapter_set import (  # noqa: E402
     AdapterSet,
     active_adapter,
@@ -36,10 +37,11 @@ from adapters.kinds import KINDS, AdapterKind, AdapterModule, kind_of, register_
 from adapters.lora import LoraConfig, merge_adapter, unmerge_adapter  # noqa: E402
 from adapters.peft import export_peft, load_peft  # noqa: E402
 from adapters.policy import Policy, apply_policy, parameter_roles, weight_decay_groups  # noqa: E402
+from adapters.prefix import PrefixConfig  # noqa: E402
 
 __all__ = ["IA3Config", "LoraConfig", "merge_adapter", "unmerge_adapter", "AdapterConfig", "BottleneckConfig",
            "KindConfig", "ConfigError", "PRESETS", "preset_config", "AdapterSet", "BottleneckAdapter", "AdapterModule",
            "AdapterKind", "KINDS", "kind_of", "register_kind", "add_adapter", "set_active_adapter", "active_adapter",
            "remove_adapter", "train_adapter", "adapter_summary", "save_adapter", "load_adapter", "load_adapterhub",
            "export_adapterhub", "load_peft", "export_peft", "Policy", "apply_policy", "parameter_roles",
-           "weight_decay_groups"]
+           "weight_decay_groups", "PrefixConfig"]

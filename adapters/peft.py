@@ -5,7 +5,10 @@ PEFT (Hugging Face, 0.21) is never imported: its files are JSON and safetensors.
 module paths under "base_model.model." followed by PEFT's leaf name ("...attention.self.query.lora_A.weight").
 What is specific to a method (its config vocabulary, its leaf names and their shapes) is its kind's
 (`peft_type`, `config_from_peft`, `config_to_peft`, `peft_leaves`, `from_peft` / `to_peft`); this module only
-moves files. tools/PEFT_NOTES.md records what PEFT computes.
+moves files. A kind whose file is not one tensor per parameter under a module path says so with two optional
+methods: `peft_key(key) -> (module path, PEFT leaf)` reads a saved key, `peft_state(bert, name, config) ->
+{saved key: array}` gives what to write (prefix tuning saves one `prompt_embeddings`, with no module path, and
+for its MLP form the MLP's output, not its weights). tools/PEFT_NOTES.md records what PEFT computes.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def load_peft(model, folder, name: str | None = None, set_active: bool = True) -
     places = {place[0]: place for place in kind.all_slots(bert)}
     ours, unknown = {}, []
     for key, value in read_safetensors(folder / PEFT_WEIGHTS).items():
-        path, leaf = _split(key.removeprefix(PREFIX), kind.peft_leaves)
+        path, leaf = saved_key(kind, key)
         if path not in places:
             unknown.append(key)
             continue
@@ -80,6 +83,14 @@ def load_peft(model, folder, name: str | None = None, set_active: bool = True) -
     copy_into_adapter(model, name, config, ours, f"PEFT adapter in {folder}", adapter_only=True,
                       set_active=set_active)
     return name
+
+
+def saved_key(kind, key: str):
+    """(module path, PEFT leaf) of a key of adapter_model.safetensors; (None, None) when it is not the kind's. The
+    kind's own `peft_key` if it has one, else the module path after "base_model.model." and one of its leaves."""
+    if hasattr(kind, "peft_key"):
+        return kind.peft_key(key)
+    return _split(key.removeprefix(PREFIX), kind.peft_leaves)
 
 
 def _split(key: str, leaves: dict):
@@ -104,6 +115,23 @@ def export_peft(model, name: str, directory, base_model_name_or_path: str | None
     if getattr(kind, "peft_type", None) is None:
         raise ValueError(f"adapter {name!r} is of kind {kind.name!r}, which PEFT does not have")
     bert = base_model(model)
+    if hasattr(kind, "peft_state"):  # a kind whose file is not its parameters one by one
+        out = kind.peft_state(bert, name, config)
+    else:
+        out = _parameters_as_saved(kind, bert, name, config)
+    meta = {**kind.config_to_peft(config), "peft_version": PEFT_VERSION,
+            "base_model_name_or_path": base_model_name_or_path if base_model_name_or_path is not None
+            else bert.config.extra.get("_name_or_path")}
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_atomically(directory / PEFT_WEIGHTS, lambda p: save_file(out, str(p), metadata={"format": "pt"}))
+    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    write_atomically(directory / PEFT_CONFIG, lambda p: p.write_text(text))
+    return out
+
+
+def _parameters_as_saved(kind, bert, name, config) -> dict:
+    """{saved key: array}: each parameter of adapter `name` under "base_model.model.<module path>.<PEFT leaf>"."""
     places = {place[0]: place for place in kind.slots(bert, config)}
     theirs = {ours: peft for peft, ours in kind.peft_leaves.items()}
     out = {}
@@ -113,12 +141,4 @@ def export_peft(model, name: str, directory, base_model_name_or_path: str | None
             path, _, leaf = parsed
             out[f"{PREFIX}{path}.{theirs[leaf]}"] = np.ascontiguousarray(
                 kind.to_peft(theirs[leaf], p.data, config, places[path]))
-    meta = {**kind.config_to_peft(config), "peft_version": PEFT_VERSION,
-            "base_model_name_or_path": base_model_name_or_path if base_model_name_or_path is not None
-            else bert.config.extra.get("_name_or_path")}
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    write_atomically(directory / PEFT_WEIGHTS, lambda p: save_file(out, str(p), metadata={"format": "pt"}))
-    text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
-    write_atomically(directory / PEFT_CONFIG, lambda p: p.write_text(text))
     return out

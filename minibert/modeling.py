@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import autograd.functional as F
-from autograd import Tensor, nn, where
+from autograd import Tensor, concatenate, nn, where
 from minibert.config import BertConfig
 
 
@@ -32,6 +32,12 @@ class BertEmbeddings(nn.Module):
     """x = LayerNorm(word[ids] + position[pos] + token_type[types]), then dropout.
 
     Ref: Devlin2019 §3, Fig. 2 (input representation).
+    Convention: `hook` is one generic slot on the ids the lookup uses, for methods that change what the model is
+    given rather than its weights: None (the default) leaves the ids as they are and supplies nothing else;
+    otherwise a function (input_ids, token_type_ids, position_ids) -> (token_type_ids, position_ids, past) on ids
+    (B, T), where past is None or one pair (keys, values) per encoder layer, each (B, H, P, Dh), that every query
+    of that layer attends to before the input's own keys (see `BertSelfAttention`). `BertModel` asks it through
+    `prepare` before the lookup. Whoever sets the hook registers the module behind it.
     """
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
@@ -44,6 +50,13 @@ class BertEmbeddings(nn.Module):
                                                   init_std=std, rng=rng)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps, dtype=dtype)  # HF's name
         self.dropout = nn.Dropout(config.hidden_dropout_prob, rng=rng)
+        self.hook = None
+
+    def prepare(self, input_ids, token_type_ids, position_ids):
+        """(token_type_ids, position_ids, past) of this forward pass: the hook's, or the ids unchanged and no past."""
+        if self.hook is None:
+            return token_type_ids, position_ids, None
+        return self.hook(input_ids, token_type_ids, position_ids)
 
     def forward(self, input_ids, token_type_ids, position_ids):
         x = self.word_embeddings(input_ids)  # (B, T) -> (B, T, D)
@@ -61,6 +74,10 @@ class BertSelfAttention(nn.Module):
     Convention: the mask is additive, 0 for real tokens and the dtype's most negative finite number for
     padding (as transformers), so a padded key gets probability exactly 0 and no row can become NaN;
     None means no padding.
+    Convention: `past` is None (the default: the T keys and values of x alone) or a pair (keys, values), each
+    (B, H, P, Dh) per head, put before the input's own along the key axis, as transformers' past_key_values (its
+    cache order): K = [K_past ; x Wk^T + bk], V = [V_past ; x Wv^T + bv], (B, H, P + T, Dh). Queries come from the
+    T tokens only, so the output stays (B, T, D); the mask must then cover the P + T keys (BertModel widens it).
     """
 
     def __init__(self, config: BertConfig, dtype=np.float32, rng=None):
@@ -75,14 +92,18 @@ class BertSelfAttention(nn.Module):
         B, T, _ = x.shape
         return x.reshape(B, T, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)  # (B, T, D) -> (B, H, T, Dh)
 
-    def forward(self, x, additive_mask):
+    def forward(self, x, additive_mask, past=None):
         # Scaling q by 1/sqrt(Dh) before the product equals scaling the (B, H, T, T) scores, at a quarter the cost.
         q = self.split_heads(self.query(x)) * (self.head_dim ** -0.5)  # (B, H, T, Dh)
         k = self.split_heads(self.key(x))
         v = self.split_heads(self.value(x))
-        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, Dh) @ (B, H, Dh, T) -> (B, H, T, T)
-        probs = self.dropout(F.softmax(scores, axis=-1, mask=additive_mask))  # mask (B, 1, 1, T)
-        context = probs @ v  # (B, H, T, T) @ (B, H, T, Dh) -> (B, H, T, Dh)
+        if past is not None:  # P keys and values before the input's own (the Convention above)
+            k = concatenate([past[0], k], axis=2)  # (B, H, P, Dh) ; (B, H, T, Dh) -> (B, H, P + T, Dh)
+            v = concatenate([past[1], v], axis=2)
+        # S keys below: S = T, or P + T with past
+        scores = q @ k.swapaxes(-1, -2)  # (B, H, T, Dh) @ (B, H, Dh, S) -> (B, H, T, S)
+        probs = self.dropout(F.softmax(scores, axis=-1, mask=additive_mask))  # mask (B, 1, 1, S)
+        context = probs @ v  # (B, H, T, S) @ (B, H, S, Dh) -> (B, H, T, Dh)
         B, H, T, Dh = context.shape
         return context.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # (B, H, T, Dh) -> (B, T, D)
 
@@ -126,8 +147,8 @@ class BertAttention(nn.Module):
         self.self = BertSelfAttention(config, dtype, rng)  # HF's name: attention.self.query ...
         self.output = BertSelfOutput(config, dtype, rng)
 
-    def forward(self, x, additive_mask):
-        return self.output(self.self(x, additive_mask), x)
+    def forward(self, x, additive_mask, past=None):
+        return self.output(self.self(x, additive_mask, past), x)
 
 
 class BertIntermediate(nn.Module):
@@ -156,8 +177,8 @@ class BertLayer(nn.Module):
         self.intermediate = BertIntermediate(config, dtype, rng)
         self.output = BertOutput(config, dtype, rng)
 
-    def forward(self, x, additive_mask):
-        x = self.attention(x, additive_mask)
+    def forward(self, x, additive_mask, past=None):
+        x = self.attention(x, additive_mask, past)
         return self.output(self.intermediate(x), x)
 
 
@@ -166,10 +187,11 @@ class BertEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList(BertLayer(config, dtype, rng) for _ in range(config.num_hidden_layers))
 
-    def forward(self, x, additive_mask):
+    def forward(self, x, additive_mask, past=None):
+        """past: None, or one (keys, values) pair per layer (BertSelfAttention)."""
         hidden_states = [x]
-        for layer in self.layer:
-            x = layer(x, additive_mask)
+        for i, layer in enumerate(self.layer):
+            x = layer(x, additive_mask, None if past is None else past[i])
             hidden_states.append(x)
         return hidden_states
 
@@ -200,6 +222,20 @@ def additive_mask(attention_mask, dtype) -> np.ndarray:
     dtype's most negative finite number where the key is padding (None is passed instead when nothing is)."""
     padding = 1.0 - np.asarray(attention_mask)[:, None, None, :].astype(dtype)
     return padding * np.finfo(dtype).min
+
+
+def encoder_mask(attention_mask, past, dtype):
+    """The additive mask every attention of the encoder takes: (B, 1, 1, T), or (B, 1, 1, P + T) with P past keys;
+    None when nothing is padded. Convention: past keys are visible to every query, padding rows too (additive 0),
+    as transformers sees them when the mask it is given covers them with ones."""
+    attention_mask = np.asarray(attention_mask)
+    if attention_mask.all():
+        return None
+    mask = additive_mask(attention_mask, dtype)  # (B, 1, 1, T)
+    if past is not None:
+        visible = np.zeros(mask.shape[:3] + (past[0][0].shape[2],), dtype=mask.dtype)  # (B, 1, 1, P)
+        mask = np.concatenate([visible, mask], axis=-1)  # (B, 1, 1, P + T)
+    return Tensor(mask)
 
 
 def check_inputs(config: BertConfig, input_ids, attention_mask=None, token_type_ids=None, position_ids=None):
@@ -290,9 +326,12 @@ class BertModel(nn.Module):
                 output_hidden_states=False) -> BertModelOutput:
         input_ids, attention_mask, token_type_ids, position_ids = check_inputs(
             self.config, input_ids, attention_mask, token_type_ids, position_ids)
+        # The embeddings' hook may renumber the positions, replace the token types and supply past keys and values
+        # (BertEmbeddings); without one this is the ids as given and past None.
+        token_type_ids, position_ids, past = self.embeddings.prepare(input_ids, token_type_ids, position_ids)
         x = self.embeddings(input_ids, token_type_ids, position_ids)  # (B, T) -> (B, T, D)
-        mask = None if attention_mask.all() else Tensor(additive_mask(attention_mask, self.dtype))  # (B, 1, 1, T)
-        hidden_states = self.encoder(x, mask)  # L + 1 tensors (B, T, D); mask (B, 1, 1, T)
+        mask = encoder_mask(attention_mask, past, self.dtype)
+        hidden_states = self.encoder(x, mask, past)  # L + 1 tensors (B, T, D); mask (B, 1, 1, T), or P + T
         last = hidden_states[-1]
         return BertModelOutput(
             last_hidden_state=last,

@@ -147,6 +147,16 @@ def layer_slots(ref, i: int) -> tuple:
     return slots, modules
 
 
+def layer_past(ref, case):
+    """The past keys and values each encoder layer attends to (a method that supplies them through the
+    embeddings' hook, as prefix tuning), or None."""
+    ids = case.input_ids
+    types = case.token_type_ids if case.token_type_ids is not None else np.zeros_like(ids)
+    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    with no_grad():
+        return ref.model.embeddings.prepare(ids, types, positions)[2]
+
+
 def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list:
     """[(error, variant)] for encoder layer i fed the candidate's hidden state i, best first.
 
@@ -156,13 +166,17 @@ def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list
     x = Tensor(case.hidden_states[i].astype(np.float64))
     real = case.attention_mask.astype(bool)
     slots, modules = layer_slots(ref, i)
+    past = layer_past(ref, case)
     results = []
     with no_grad():
         for group in (list(first), [v for v in candidates if v not in first]):
             for v in group:
                 mask = variant_mask(case.attention_mask, np.float64, v.mask)
+                if mask is not None and past is not None:  # the past keys stay visible, as in the model
+                    visible = np.zeros(mask.shape[:3] + (past[0][0].shape[2],))
+                    mask = np.concatenate([visible, mask], axis=-1)
                 with as_variant(layer, v, slots, modules):
-                    out = layer(x, None if mask is None else Tensor(mask)).data
+                    out = layer(x, None if mask is None else Tensor(mask), None if past is None else past[i]).data
                 results.append((hidden_error(case.hidden_states[i + 1], out, real), v))
             if any(err <= tol for err, _ in results):
                 break

