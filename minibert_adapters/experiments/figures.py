@@ -50,20 +50,26 @@ def ablation_heatmap(result: dict, path: Path) -> Path:
     return path
 
 
-MODE_COLOURS = {"adapter": "C0", "full": "black", "top-k": "C1", "layernorm": "C2", "head": "C3"}
+# Colour and marker by family: the mode, or the kind of method for mode adapter (report.family).
+MODE_COLOURS = {"bottleneck": "C0", "adapter": "C0", "lora": "C4", "ia3": "C5", "prefix": "C6", "full": "black",
+                "top-k": "C1", "layernorm": "C2", "head": "C3"}
+MARKERS = {"bottleneck": "o", "adapter": "o", "lora": "D", "ia3": "v", "prefix": "P", "full": "s"}
 
 
 def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
-    """points: {task: [(method, mode, trained parameters, mean, sem)]}; one panel per task, log x axis.
-    Marker by mode: adapters circles, full fine-tuning a square (and a dashed line), other baselines triangles."""
+    """points: {task: [(method, family, trained parameters, mean, sem)]}; one panel per task, log x axis.
+    Marker by family: bottleneck adapters circles, LoRA diamonds, (IA)^3 down-triangles, prefix tuning plus signs,
+    full fine-tuning a square (and a dashed line), other baselines up-triangles."""
     plt = _pyplot()
     tasks = list(points)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
+        labelled = set()
         for method, mode, params, mean, sem in points[task]:
-            style = {"adapter": "o", "full": "s"}.get(mode, "^")
+            style = MARKERS.get(mode, "^")
             ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=style, capsize=3,
-                        color=MODE_COLOURS.get(mode, "grey"))
+                        color=MODE_COLOURS.get(mode, "grey"), label=None if mode in labelled else mode)
+            labelled.add(mode)
             ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
         for _, mode, _, mean, _ in points[task]:
             if mode == "full":  # the reference the paper's Figure 3 measures everything against
@@ -73,6 +79,7 @@ def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
         ax.set_ylabel(f"dev {metric_names.get(task, 'metric')} (x100)")
         ax.set_title(task)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="what trains", title_fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -41,6 +41,7 @@ def collect_runs(out: Path) -> list:
         command = (folder / COMMAND).read_text(encoding="utf-8").strip() if (folder / COMMAND).is_file() else None
         runs.append({
             "folder": folder, "task": s["task"], "method": folder.parent.name, "mode": s["mode"],
+            "family": family(s),
             "lr": s["lr"], "seed": s["seed"], "epochs": s.get("epochs") or s["steps"] / per_epoch,
             "init_std": s.get("init_std"), "size": s.get("size"), "status": run_status(folder),
             "steps": s["steps"], "step": done, "metric": task.metric,
@@ -51,6 +52,15 @@ def collect_runs(out: Path) -> list:
             "pretrained": s.get("pretrained_parameters") or _pretrained_parameters(s.get("model")),
             "command": command})
     return runs
+
+
+def family(settings: dict) -> str:
+    """What a run trains, for the figures: its mode, or for mode adapter the preset's kind (bottleneck, lora, ...)."""
+    if settings["mode"] != "adapter":
+        return settings["mode"]
+    from adapters import kind_of, preset_config
+
+    return kind_of(preset_config(settings.get("preset") or "houlsby")).name
 
 
 _COUNTS = {}
@@ -199,7 +209,7 @@ def write_report(out, figures: bool = True) -> list:
             lines.append(f"| {c['method']} | {r0['trainable']:,} | {share} | {_pm(c['mean'], c['sem'])} ({c['n']}) "
                          f"| {c['epochs']:g} | {c['lr']:g} | {c['tried']} | {np.mean(per_epoch):.0f} | "
                          f"`{r0['command']}` |")
-            points.setdefault(task, []).append((c["method"], r0["mode"], r0["trainable"], c["mean"], c["sem"]))
+            points.setdefault(task, []).append((c["method"], r0["family"], r0["trainable"], c["mean"], c["sem"]))
         lines.append("")
     series = init_std_series(runs)
     for (task, size, lr, epochs), by_std in sorted(series.items()):
@@ -245,6 +255,7 @@ def _results_json(best: dict) -> list:
     """The best cells as results.json holds them: no run folders, the seeds and parameter counts instead."""
     return [{k: v for k, v in c.items() if k != "runs"} | {"seeds": [r["seed"] for r in c["runs"]],
                                                           "mode": c["runs"][0]["mode"],
+                                                          "family": c["runs"][0]["family"],
                                                           "trainable": c["runs"][0]["trainable"],
                                                           "pretrained": c["runs"][0]["pretrained"]}
             for c in best.values()]
