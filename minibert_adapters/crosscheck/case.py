@@ -145,11 +145,16 @@ def adapter_config_dict(config) -> dict:
     return {"kind": kind_of(config).name, **config.to_dict()}
 
 
-def parse_adapter_config(d, where: str):
-    """The config of the case's adapter_config: {"kind": name, ...fields}, or {"preset": name, ...overrides}."""
+def parse_adapter_config(d, where: str, bert_config=None):
+    """The config of the case's adapter_config: {"kind": name, ...fields}, {"preset": name, ...overrides}, or the
+    adapter_config.json PEFT wrote (with its "peft_type"), read as load_adapter reads a PEFT folder."""
     if not isinstance(d, dict):
         raise CaseError(f"{where}: metadata 'adapter_config' must be a JSON object")
     try:
+        if "peft_type" in d:
+            from adapters.peft import peft_kind
+
+            return peft_kind(d["peft_type"]).config_from_peft(d, bert_config)
         fields = dict(d)
         if "preset" in fields:
             config = preset_config(fields.pop("preset"), **{k: v for k, v in fields.items() if k != "kind"})
@@ -183,7 +188,7 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
     adapter_dict = _json_field(meta, "adapter_config", where, required=False)
     known_leaves = None  # without a claimed config, adapter tensors are refused below
     if adapter_dict is not None:
-        claimed = parse_adapter_config(adapter_dict, where)
+        claimed = parse_adapter_config(adapter_dict, where, bert)
         kind = kind_of(claimed)
         known_leaves = set(kind.leaves(claimed)) | set(kind.foreign_leaves.values())
     trainable = _json_field(meta, "trainable", where)

@@ -84,7 +84,7 @@ def reference_model(case: Case, dtype=np.float64) -> Reference:
             raise CaseError(f"{where}: unknown parameter names (no BertModel parameter): {sorted(others)[:5]}")
         return Reference(model, None, None, None, [], {}, [])
 
-    claimed = parse_adapter_config(case.adapter_config, where)
+    claimed = parse_adapter_config(case.adapter_config, where, bert_config)
     kind = kind_of(claimed)
     name = case.adapter_name
     present, unknown = {}, []

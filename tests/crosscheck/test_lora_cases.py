@@ -63,3 +63,16 @@ def test_each_classic_lora_bug_gets_its_code(bug, dtype):
     assert bug in report["diagnosis"], report["explanations"]
     if bug == "scale":
         assert "alpha (not divided by r) = 6" in " ".join(e["sentence"] for e in report["explanations"])
+
+
+def test_pefts_own_adapter_config_is_accepted_as_the_claim():
+    """A case may claim its config with the adapter_config.json PEFT wrote (peft_type, lora_alpha, ...)."""
+    c = case(None)
+    peft_claim = {"peft_type": "LORA", "r": CLAIM["r"], "lora_alpha": CLAIM["alpha"],
+                  "target_modules": CLAIM["target_modules"], "lora_dropout": 0.0, "bias": "none"}
+    report = crosscheck(Case(**{**c.__dict__, "adapter_config": peft_claim}))
+    assert report["ok"] and report["diagnosis"] == [], report["explanations"]
+    wrong = {**peft_claim, "use_rslora": True}  # claims alpha / sqrt(r) = 3, the model computes alpha / r = 1.5
+    report = crosscheck(Case(**{**c.__dict__, "adapter_config": wrong}))
+    assert not report["ok"] and "scale" in report["diagnosis"], report["explanations"]
+    assert "alpha / r = 1.5" in " ".join(e["sentence"] for e in report["explanations"])
