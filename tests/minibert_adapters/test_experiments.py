@@ -375,3 +375,20 @@ def test_learning_rates_compete_on_the_seeds_they_share(tmp_path):
     fake_run(tmp_path, "adapter-8", 3e-4, 0, 0.89)  # best on seed 0: chosen, and reported with its one seed
     best = select_best(collect_runs(tmp_path))[("sst2", "adapter-8")]
     assert (best["lr"], best["n"], best["mean"]) == (3e-4, 1, pytest.approx(0.89))
+
+
+def test_best_of_seeds_and_paired_gaps_are_computed_seed_by_seed():
+    from minibert_adapters.experiments.report import paired_gaps, select_best
+
+    def run(method, seed, final, lr=1e-3):
+        return {"status": "complete", "final": final, "init_std": None, "task": "cola", "method": method, "lr": lr,
+                "epochs": 3, "seed": seed}
+
+    runs = [run("full", 0, 0.30), run("full", 1, 0.26), run("full", 2, 0.28),
+            run("adapter", 0, 0.20), run("adapter", 1, 0.22)]  # adapter has no seed 2
+    best = select_best(runs)
+    assert best[("cola", "full")]["best_of_seeds"] == 0.30 and best[("cola", "full")]["best_seed"] == 0
+    assert best[("cola", "adapter")]["best_of_seeds"] == 0.22
+    (row,) = paired_gaps(best)[2:]
+    # differences -0.10 and -0.04 on seeds 0 and 1: mean -0.07, s.e.m. 0.03; seed 2 of full is not paired
+    assert row == "| cola | adapter | -7.0 ± 3.0 | 2 |"
