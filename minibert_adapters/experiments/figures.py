@@ -34,16 +34,20 @@ def ablation_heatmap(result: dict, path: Path) -> Path:
     for s in result["spans"]:
         grid[s["first"], s["last"]] = 100 * s["drop"]
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    image = ax.imshow(grid, cmap="Reds", vmin=0, vmax=max(1.0, float(np.nanmax(grid))))
+    vmax = max(1.0, float(np.nanmax(grid)))
+    image = ax.imshow(grid, cmap="Reds", vmin=0, vmax=vmax)
     for s in result["spans"]:
-        ax.text(s["last"], s["first"], f"{100 * s['drop']:.1f}", ha="center", va="center", fontsize=8)
+        # white text on the darker half of the colour scale, black on the lighter: readable on every cell
+        dark = 100 * s["drop"] > 0.55 * vmax
+        ax.text(s["last"], s["first"], f"{100 * s['drop']:.1f}", ha="center", va="center", fontsize=8,
+                color="white" if dark else "black")
     ax.set_xlabel("last layer with the adapter removed")
     ax.set_ylabel("first layer with the adapter removed")
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     metric = result.get("metric", "score")
     ax.set_title(f"drop in dev {metric} (points; all adapters: {100 * result['baseline']:.1f})", fontsize=9)
-    fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label=f"drop in dev {metric} (points)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -57,30 +61,43 @@ MARKERS = {"bottleneck": "o", "adapter": "o", "lora": "D", "ia3": "v", "prefix":
 
 
 def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
-    """points: {task: [(method, family, trained parameters, mean, sem)]}; one panel per task, log x axis.
+    """points: {task: [(method, family, trained parameters, mean, sem, n seeds)]}; one panel per task, log x axis.
+
     Marker by family: bottleneck adapters circles, LoRA diamonds, (IA)^3 down-triangles, prefix tuning plus signs,
-    full fine-tuning a square (and a dashed line), other baselines up-triangles."""
+    full fine-tuning a square (and a dashed line), other baselines up-triangles. Filled: a mean over 2 or more
+    seeds (with its s.e.m. bar); hollow: one seed. One legend for the figure, below the panels."""
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
     tasks = list(points)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 4.2), squeeze=False)
+    families = []
     for ax, task in zip(axes[0], tasks):
-        labelled = set()
-        for method, mode, params, mean, sem in points[task]:
-            style = MARKERS.get(mode, "^")
-            ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=style, capsize=3,
-                        color=MODE_COLOURS.get(mode, "grey"), label=None if mode in labelled else mode)
-            labelled.add(mode)
-            ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        for _, mode, _, mean, _ in points[task]:
-            if mode == "full":  # the reference the paper's Figure 3 measures everything against
+        ordered = sorted(points[task], key=lambda p: p[2])
+        for k, (method, family, params, mean, sem, n) in enumerate(ordered):
+            colour = MODE_COLOURS.get(family, "grey")
+            ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=MARKERS.get(family, "^"), capsize=3,
+                        color=colour, markerfacecolor=colour if n > 1 else "white", markeredgewidth=1.3)
+            # neighbours in x get their labels above and below in turn, so close points do not overprint
+            ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(5, 5 if k % 2 else -11),
+                        fontsize=7)
+            if family not in families:
+                families.append(family)
+        for _, family, _, mean, _, _ in points[task]:
+            if family == "full":  # the reference the paper's Figure 3 measures everything against
                 ax.axhline(100 * mean, color="grey", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("trained parameters (log)")
         ax.set_ylabel(f"dev {metric_names.get(task, 'metric')} (x100)")
         ax.set_title(task)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="what trains", title_fontsize=7, loc="lower right")
-    fig.tight_layout()
+    handles = [Line2D([], [], linestyle="", marker=MARKERS.get(f, "^"), color=MODE_COLOURS.get(f, "grey"), label=f)
+               for f in families]
+    handles += [Line2D([], [], linestyle="", marker="o", color="grey", label="mean of 2+ seeds (± s.e.m.)"),
+                Line2D([], [], linestyle="", marker="o", color="grey", markerfacecolor="white", label="one seed")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False,
+               title="what trains", title_fontsize=8)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -238,7 +238,8 @@ def write_report(out, figures: bool = True) -> list:
             lines.append(f"| {c['method']} | {r0['trainable']:,} | {share} | {_pm(c['mean'], c['sem'])} ({c['n']}) "
                          f"| {c['epochs']:g} | {c['lr']:g} | {c['tried']} | {np.mean(per_epoch):.0f} | "
                          f"`{r0['command']}` |")
-            points.setdefault(task, []).append((c["method"], r0["family"], r0["trainable"], c["mean"], c["sem"]))
+            points.setdefault(task, []).append((c["method"], r0["family"], r0["trainable"], c["mean"], c["sem"],
+                                                c["n"]))
         lines.append("")
     series = init_std_series(runs)
     for (task, size, lr, epochs), by_std in sorted(series.items()):
