@@ -6,7 +6,7 @@ import numpy as np
 
 from adapters.ia3.config import IA3Config
 from adapters.ia3.module import IA3Scale
-from adapters.kinds import AdapterKind, Claim, register_kind
+from adapters.kinds import AdapterKind, Claim, Variant, register_kind
 from adapters.targets import count_matches, linears, matches
 
 
@@ -48,6 +48,26 @@ class IA3Kind(AdapterKind):
 
     def leaves(self, config) -> tuple:
         return ("ia3_l",)
+
+    codes = {"scaled-side": "The learned vector scales the other side of a Linear than the claimed "
+                            "feedforward_modules say (its input instead of its output, or the reverse)",
+             "target-modules": "The Linears rescaled are not the ones the claimed target_modules names"}
+    misplaced_code = "target-modules"
+
+    def variants(self, config) -> list:
+        """Each rescaled Linear of a layer with its vector on the other side (a feed-forward module scaled at its
+        output, an output-scaled one at its input, where the sizes allow), or with no vector at all."""
+        def other_side(m):
+            if m.feedforward:  # l has d_in entries; at the output it fits only a square Linear
+                return lambda x, affine: affine(x) * m.ia3_l if m.d_in == m.d_out else affine(x * m.ia3_l)
+            return lambda x, affine: affine(x * m.ia3_l) if m.d_in == m.d_out else affine(x) * m.ia3_l
+
+        from adapters.targets import LAYER_LINEARS
+
+        labels = sorted({n.rsplit(".", 1)[-1] for n in LAYER_LINEARS if matches(config.target_modules, n)})
+        out = [Variant("scaled-side", f"the {label} vectors on the other side of their Linear", (label,), other_side)
+               for label in labels]
+        return out + [Variant("missing-modules", "no rescaling in the layer", tuple(labels), lambda m: None)]
 
     def identity_config(self, config):
         return config  # l = 1: exactly the base model
