@@ -54,17 +54,26 @@ def ablation_heatmap(result: dict, path: Path) -> Path:
     return path
 
 
-# Colour and marker by family: the mode, or the kind of method for mode adapter (report.family).
-MODE_COLOURS = {"bottleneck": "C0", "adapter": "C0", "lora": "C4", "ia3": "C5", "prefix": "C6", "full": "black",
-                "top-k": "C1", "layernorm": "C2", "head": "C3"}
-MARKERS = {"bottleneck": "o", "adapter": "o", "lora": "D", "ia3": "v", "prefix": "P", "full": "s"}
+# Colour and marker by family (report.family): the baselines by mode, the adapter kinds in their registration order.
+BASELINE_STYLES = {"full": ("black", "s"), "top-k": ("C1", "^"), "layernorm": ("C2", "^"), "head": ("C3", "^")}
+KIND_STYLES = [("C0", "o"), ("C5", "v"), ("C4", "D"), ("C6", "P"), ("C7", "X"), ("C8", "*")]
+
+
+def style(family: str) -> tuple:
+    """(colour, marker) of a family of runs."""
+    if family in BASELINE_STYLES:
+        return BASELINE_STYLES[family]
+    from adapters import KINDS
+
+    kinds = list(KINDS)
+    return KIND_STYLES[(kinds.index(family) if family in kinds else len(kinds)) % len(KIND_STYLES)]
 
 
 def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
     """points: {task: [(method, family, trained parameters, mean, sem, n seeds)]}; one panel per task, log x axis.
 
-    Marker by family: bottleneck adapters circles, LoRA diamonds, (IA)^3 down-triangles, prefix tuning plus signs,
-    full fine-tuning a square (and a dashed line), other baselines up-triangles. Filled: a mean over 2 or more
+    Colour and marker by family (`style`): each adapter kind its own, full fine-tuning a black square (and a
+    dashed line), the other baselines up-triangles. Filled: a mean over 2 or more
     seeds (with its s.e.m. bar); hollow: one seed. One legend for the figure, below the panels."""
     from matplotlib.lines import Line2D
 
@@ -75,8 +84,8 @@ def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
     for ax, task in zip(axes[0], tasks):
         ordered = sorted(points[task], key=lambda p: p[2])
         for k, (method, family, params, mean, sem, n) in enumerate(ordered):
-            colour = MODE_COLOURS.get(family, "grey")
-            ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=MARKERS.get(family, "^"), capsize=3,
+            colour, marker = style(family)
+            ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=marker, capsize=3,
                         color=colour, markerfacecolor=colour if n > 1 else "white", markeredgewidth=1.3)
             # neighbours in x get their labels above and below in turn, so close points do not overprint
             ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(5, 5 if k % 2 else -11),
@@ -91,8 +100,7 @@ def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
         ax.set_ylabel(f"dev {metric_names.get(task, 'metric')} (x100)")
         ax.set_title(task)
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], linestyle="", marker=MARKERS.get(f, "^"), color=MODE_COLOURS.get(f, "grey"), label=f)
-               for f in families]
+    handles = [Line2D([], [], linestyle="", marker=style(f)[1], color=style(f)[0], label=f) for f in families]
     handles += [Line2D([], [], linestyle="", marker="o", color="grey", label="mean of 2+ seeds (± s.e.m.)"),
                 Line2D([], [], linestyle="", marker="o", color="grey", markerfacecolor="white", label="one seed")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False,
