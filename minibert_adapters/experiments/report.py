@@ -85,12 +85,16 @@ def mean_sem(values) -> tuple:
 
 
 def select_best(runs: list) -> dict:
-    """{(task, method): the best cell}. Cells (lr, epochs) compete on the seeds they all have (the runner runs
-    seed 0 of every cell first), so a cell run with one lucky seed cannot beat one run with three on its
-    mean; ties go to more seeds. The row then reports the chosen cell's mean ± s.e.m. over all its seeds.
+    """{(task, method): the best cell}. Cells (lr, epochs) compete on the seeds they share, so a cell run with
+    one lucky seed cannot beat one run with three on its mean; ties go to more seeds. The runner goes round the
+    cells seed by seed (seed 0 of every cell, then seed 1, ...), so at any time the cells of a method are at
+    most one seed apart; a cell two or more seeds behind the best-covered one (run out of turn) waits until it
+    catches up: compared, it would shrink the shared seeds of every other cell to its one or two. The row then
+    reports the chosen cell's mean ± s.e.m. over all its seeds, and how many cells were tried and waiting.
     Runs with an explicit init std are the init-std curve's (`init_std_series`), not methods of the comparison.
 
-    Convention: paired selection on the common seeds (with none in common, each cell's own mean)."""
+    Convention: paired selection on the seeds shared by the cells at most one seed behind the best-covered
+    one (with none in common, each cell's own mean)."""
     cells_ = {}
     for r in runs:
         if r["status"] == "complete" and r["final"] is not None and r["init_std"] is None:
@@ -100,15 +104,17 @@ def select_best(runs: list) -> dict:
         by_method.setdefault((task, method), []).append((lr, epochs, group))
     best = {}
     for (task, method), candidates in by_method.items():
-        common = set.intersection(*({r["seed"] for r in group} for _, _, group in candidates))
-        lr, epochs, group = max(candidates, key=lambda candidate: _paired_score(candidate[2], common))
+        most = max(len(group) for _, _, group in candidates)
+        compared = [c for c in candidates if len(c[2]) >= most - 1]
+        common = set.intersection(*({r["seed"] for r in group} for _, _, group in compared))
+        lr, epochs, group = max(compared, key=lambda candidate: _paired_score(candidate[2], common))
         mean, sem = mean_sem([r["final"] for r in group])
         # Houlsby2019 §3.2 keeps the best of its seeds (on dev); reported beside the mean, never instead of it.
         best_seed = max(group, key=lambda r: r["final"])
         best[(task, method)] = {"task": task, "method": method, "lr": lr, "epochs": epochs, "mean": mean,
                                 "sem": sem, "n": len(group), "runs": sorted(group, key=lambda r: r["seed"]),
-                                "tried": len(candidates), "best_of_seeds": best_seed["final"],
-                                "best_seed": best_seed["seed"]}
+                                "tried": len(candidates), "waiting": len(candidates) - len(compared),
+                                "best_of_seeds": best_seed["final"], "best_seed": best_seed["seed"]}
     return best
 
 
@@ -209,9 +215,10 @@ def write_report(out, figures: bool = True) -> list:
         lines.append(f"- grid `{name}`: {total - len(todo)} of {total} runs complete")
     lines += ["", "Dev metric: the task's (accuracy; Matthews correlation for CoLA), x100, after the last epoch; "
               "mean ± s.e.m. over the seeds run (n). The learning rate and epochs of each row are the best on "
-              "dev among those run for that method (Houlsby2019 §3.2), compared on the seeds they share; with no "
-              "separate test set this is "
-              "optimistic. \"cells tried\" counts the (lr, epochs) cells with at least one complete run. \"wall s / "
+              "dev among those run for that method (Houlsby2019 §3.2), compared on the seeds they share (a cell two "
+              "or more seeds behind the best-covered one waits until it catches up); with no separate test set "
+              "this is optimistic. \"cells tried\" counts the (lr, epochs) cells with at least one complete run, "
+              "with those waiting in brackets. \"wall s / "
               "epoch\" is each run's own wall-clock time, on a machine whose load varied between runs. An MCC of "
               "0.0 is a classifier that predicts one class only.", ""]
     summary = _results_json(best)
@@ -235,8 +242,9 @@ def write_report(out, figures: bool = True) -> list:
             r0 = c["runs"][0]
             share = f"{_percent(100 * r0['trainable'] / r0['pretrained'])}%" if r0["pretrained"] else "?"
             per_epoch = [r["seconds_per_epoch"] for r in c["runs"] if r["seconds_per_epoch"]]
+            tried = f"{c['tried']} ({c['waiting']} waiting)" if c.get("waiting") else c["tried"]
             lines.append(f"| {c['method']} | {r0['trainable']:,} | {share} | {_pm(c['mean'], c['sem'])} ({c['n']}) "
-                         f"| {c['epochs']:g} | {c['lr']:g} | {c['tried']} | {np.mean(per_epoch):.0f} | "
+                         f"| {c['epochs']:g} | {c['lr']:g} | {tried} | {np.mean(per_epoch):.0f} | "
                          f"`{r0['command']}` |")
             points.setdefault(task, []).append((c["method"], r0["family"], r0["trainable"], c["mean"], c["sem"],
                                                 c["n"]))
