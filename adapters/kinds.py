@@ -11,6 +11,8 @@ own method, everything the rest of the project asks:
                       (the distribution each tensor claims); expected_init_change(config, bert_config)
     other spellings   foreign_leaves ({other library's leaf name: ours}); sized_like(config, tensors)
     its known bugs    variants(config): the wrong versions the cross-check diagnosis tries
+    merging           merged(module, W, b): the Linear's weights with the module folded in (None: it does not
+                      merge); merge_variants(config, module, W, b): the known-wrong merges
 
 A *slot* is a module of the model with a `hook` attribute (minibert's `SublayerOutput`, its residual and norm).
 `AdapterSet` does the rest for every kind alike: it registers the built modules under `<slot>.adapters.<name>`
@@ -136,6 +138,18 @@ class AdapterKind:
 
     def variants(self, config) -> list:
         """Known-wrong versions (Variant) for the cross-check diagnosis."""
+        return []
+
+    merge_text = ""    # the merge as the paper writes it, e.g. "W + s B A" (empty: the kind does not merge)
+
+    def merged(self, module, weight, bias):
+        """(weight, bias) of the Linear that `module` adapts with the module folded in, so that the Linear alone
+        computes what the adapted one does, in float64; None for a kind that is no change of a Linear's weights
+        (and whose `merge_text` is empty)."""
+        return None
+
+    def merge_variants(self, config, module, weight, bias) -> list:
+        """Known-wrong merges [(description, (weight, bias))] of `module` (of `config`), for the diagnosis's `merge` code."""
         return []
 
     codes: dict = {}                # the diagnosis codes the kind's variants add: {code: sentence}

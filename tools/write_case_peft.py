@@ -16,6 +16,7 @@ project's.
     write_case("lora.safetensors", model, enc["input_ids"], enc["attention_mask"], enc["token_type_ids"],
                init=init)
     # then, in this project's environment: minibert crosscheck lora.safetensors
+    # merged=True also writes the weights PEFT's merge_adapter() makes (LoRA, (IA)^3): the merge is judged too
 
 (IA)^3 is the same with `peft.IA3Config()`; prefix tuning with
 `peft.PrefixTuningConfig(num_virtual_tokens=P, task_type="FEATURE_EXTRACTION")` (without `prefix_projection`).
@@ -179,9 +180,27 @@ def _check_model(peft_model, name: str) -> None:
                          "peft_model.to(torch.float64) (or float32) first")
 
 
-def write_case(path, peft_model, input_ids, attention_mask, token_type_ids=None, init=None, **kwargs):
+def merged_tensors(peft_model, name: str) -> dict:
+    """{case name: array} of the base weights of every Linear adapter `name` adapts, as PEFT's merge_adapter()
+    leaves them (then unmerged again): the case's merged/ tensors."""
+    peft_model.merge_adapter()
+    try:
+        out = {}
+        for module_name, module in peft_model.named_modules():
+            if getattr(module, "merged", False) and hasattr(module, "base_layer"):
+                path = module_name.removeprefix("base_model.model.")
+                for what, tensor in module.base_layer.named_parameters():
+                    out[f"{path}.{what}"] = tensor.detach().cpu().numpy().copy()
+    finally:
+        peft_model.unmerge_adapter()
+    return out
+
+
+def write_case(path, peft_model, input_ids, attention_mask, token_type_ids=None, init=None, merged=False,
+               **kwargs):
     """write_case_torch.write_case for the active adapter of `peft_model` (a peft.PeftModel on a BertModel), with
-    its PEFT config as the claim. init: `snapshot(peft_model)` right after get_peft_model. kwargs go to
+    its PEFT config as the claim. init: `snapshot(peft_model)` right after get_peft_model. merged: also write the
+    weights PEFT's merge_adapter() makes (LoRA, (IA)^3), so the merge is judged too. kwargs go to
     write_case_torch.write_case (cotangent, seed, producer, ...). Returns the path."""
     import peft
     from safetensors import safe_open
@@ -190,6 +209,8 @@ def write_case(path, peft_model, input_ids, attention_mask, token_type_ids=None,
     name = _active(peft_model)
     method = _method(peft_model, name)
     _check_model(peft_model, name)
+    if merged and method == "PREFIX_TUNING":
+        raise ValueError("merged=True: a prefix does not merge into the weights")
     if method == "PREFIX_TUNING" and "hidden_states_fn" not in kwargs:
         kwargs["hidden_states_fn"] = lambda model, ids, mask, types: model(
             input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states  # PEFT drops token types
@@ -199,10 +220,12 @@ def write_case(path, peft_model, input_ids, attention_mask, token_type_ids=None,
                                 adapter_config=adapter_config(peft_model, name), adapter_name=name,
                                 name_map=name_map(peft_model, name), init=None if init is None else _vectors(init),
                                 **kwargs)
-    if method == "IA3":  # l as a vector, in param/, grad/ and init/ alike
+    if method == "IA3" or merged:  # l as a vector, in param/, grad/ and init/ alike; the merged weights beside
         with safe_open(str(path), framework="np") as f:
             meta = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if merged:
+            tensors.update({f"merged/{k}": v for k, v in merged_tensors(peft_model, name).items()})
         save_file(_vectors(tensors), str(path), metadata=meta)
     return path
 

@@ -51,7 +51,9 @@ class IA3Kind(AdapterKind):
 
     codes = {"scaled-side": "The learned vector scales the other side of a Linear than the claimed "
                             "feedforward_modules say (its input instead of its output, or the reverse)",
-             "target-modules": "The Linears rescaled are not the ones the claimed target_modules names"}
+             "target-modules": "The Linears rescaled are not the ones the claimed target_modules names",
+             "merge": "The merged weights disagree with the unmerged model (the rows of W and b scaled by l, or the "
+                      "columns of W for an input-scaled Linear)"}
     misplaced_code = "target-modules"
 
     def variants(self, config) -> list:
@@ -68,6 +70,30 @@ class IA3Kind(AdapterKind):
         out = [Variant("scaled-side", f"the {label} vectors on the other side of their Linear", (label,), other_side)
                for label in labels]
         return out + [Variant("missing-modules", "no rescaling in the layer", tuple(labels), lambda m: None)]
+
+    merge_text = "diag(l) W and l * b, or W diag(l) where the input is scaled"
+
+    def merged(self, module, weight, bias):
+        """l * (W x + b) = (diag(l) W) x + l * b: rows and bias scaled; W (l * x) = (W diag(l)) x: columns."""
+        W, b = np.asarray(weight, np.float64), None if bias is None else np.asarray(bias, np.float64)
+        l = module.ia3_l.data.astype(np.float64)
+        if module.feedforward:
+            return W * l[None, :], b
+        return W * l[:, None], None if b is None else b * l
+
+    def merge_variants(self, config, module, weight, bias) -> list:
+        """An output-scaled Linear merged without scaling its bias (l multiplies W x + b, the bias too), or with l
+        on the other side of W (a square Linear)."""
+        W, b = np.asarray(weight, np.float64), None if bias is None else np.asarray(bias, np.float64)
+        l = module.ia3_l.data.astype(np.float64)
+        out = []
+        if not module.feedforward and b is not None:
+            out.append(("merged with the rows of W scaled but not the bias", (W * l[:, None], b)))
+        if W.shape[0] == W.shape[1]:
+            other = (W * l[:, None], b if b is None or not module.feedforward else b * l) if module.feedforward \
+                else (W * l[None, :], b)
+            out.append(("merged with l on the other side of W", other))
+        return out
 
     def identity_config(self, config):
         return config  # l = 1: exactly the base model

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from adapters.kinds import AdapterKind, Claim, Variant, register_kind
 from adapters.lora.config import LoraConfig
 from adapters.lora.module import LoraLinear, lora_parameters
@@ -59,24 +61,48 @@ class LoraKind(AdapterKind):
         return ("lora_A.weight", "lora_B.weight")
 
     codes = {"scale": "The update is scaled by another factor than the claimed s",
-             "target-modules": "The Linears adapted are not the ones the claimed target_modules names"}
+             "target-modules": "The Linears adapted are not the ones the claimed target_modules names",
+             "merge": "The merged weights disagree with the unmerged model (W + s B A, the bias unchanged)"}
     misplaced_code = "target-modules"
 
     def variants(self, config) -> list:
         """The update scaled by the classic wrong factors (alpha for alpha / r, the other of alpha / r and
         alpha / sqrt(r), none at all), or absent, in every adapted Linear of a layer at once."""
         labels = tuple(sorted({label for _, label, _ in self.slots_by_name(config)}))
-        factors = {"alpha (not divided by r)": config.alpha, "alpha / r": config.alpha / config.r,
-                   "alpha / sqrt(r)": config.alpha / config.r ** 0.5, "1 (no scaling)": 1.0,
-                   "2 s": 2 * config.scaling, "s / 2": config.scaling / 2}
         out = []
-        for text, factor in factors.items():
-            if abs(factor - config.scaling) > 1e-12 * max(1.0, abs(config.scaling)):
-                out.append(Variant("scale", f"the update scaled by {text} = {factor:g} instead of s = "
-                                            f"{config.scaling:g}", labels,
-                                   lambda m, f=factor: (lambda x, affine: affine(x) + m.lora_B(m.lora_A(x)) * f)))
+        for text, factor in self._wrong_factors(config.scaling, config.r, config.alpha).items():
+            out.append(Variant("scale", f"the update scaled by {text} = {factor:g} instead of s = "
+                                        f"{config.scaling:g}", labels,
+                               lambda m, f=factor: (lambda x, affine: affine(x) + m.lora_B(m.lora_A(x)) * f)))
         out.append(Variant("missing-modules", "no update in the layer's adapted Linears", labels, lambda m: None))
         return out
+
+    merge_text = "W + s B A"
+
+    def merged(self, module, weight, bias):
+        """W + s B A; the bias is unchanged (Hu2021 §4.1: "W = W0 + BA" at deployment)."""
+        return np.asarray(weight, np.float64) + module.delta(), None if bias is None else np.asarray(bias, np.float64)
+
+    def merge_variants(self, config, module, weight, bias) -> list:
+        """The update merged with the classic wrong factors, subtracted, or transposed (a square Linear)."""
+        W, b = np.asarray(weight, np.float64), None if bias is None else np.asarray(bias, np.float64)
+        BA = module.lora_B.weight.data.astype(np.float64) @ module.lora_A.weight.data.astype(np.float64)
+        s, r = module.scaling, module.r
+        out = []
+        for text, factor in self._wrong_factors(s, r, config.alpha).items():
+            out.append((f"merged with the update scaled by {text} = {factor:g} instead of s = {s:g}",
+                        (W + factor * BA, b)))
+        out.append(("merged with the update subtracted (W - s B A)", (W - s * BA, b)))
+        if BA.shape[0] == BA.shape[1]:
+            out.append(("merged with the update transposed (W + s (B A)^T)", (W + s * BA.T, b)))
+        return out
+
+    @staticmethod
+    def _wrong_factors(s, r, alpha) -> dict:
+        """{description: factor} of the classic wrong scalings, those that differ from s."""
+        factors = {"alpha (not divided by r)": alpha, "alpha / r": alpha / r, "alpha / sqrt(r)": alpha / r ** 0.5,
+                   "1 (no scaling)": 1.0, "2 s": 2 * s, "s / 2": s / 2}
+        return {t: f for t, f in factors.items() if abs(f - s) > 1e-12 * max(1.0, abs(s))}
 
     def slots_by_name(self, config):
         """(path, label, None) of the Linears of one BERT layer and the pooler that target_modules names."""

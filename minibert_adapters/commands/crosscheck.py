@@ -89,6 +89,13 @@ def format_report(report: dict) -> str:
         ch = init["output_change"]
         lines.append(f"    output change at init {ch['candidate']:.2e}, this project's own init {ch['ours']:.2e}  "
                      f"{MARK[ch['ok']]}")
+    merge = report["merge"]
+    if merge.get("given"):
+        lines += ["", f"[{MARK[merge['ok']]}] merge: the merged model against the case's unmerged one, error "
+                      f"{merge['output_error']:.2e}"]
+        departs = [r["name"] for r in merge["tensors"] if not r["claimed"]]
+        lines.append(f"    {len(merge['tensors']) - len(departs)} of {len(merge['tensors'])} merged tensors as the "
+                     "claimed merge makes them" + (f"; not: {', '.join(departs[:3])}" if departs else ""))
     lines.append("")
     if report["explanations"]:
         lines.append("DIAGNOSIS: " + (", ".join(report["diagnosis"]) or "none of the known patterns"))

@@ -15,6 +15,8 @@ of `loss = sum(last_hidden_state * cotangent)`. docs/crosscheck.md is the contra
     output/hidden_states/<i>   i = 0 (embeddings) .. L, (B, T, D)
     grad/<name>             for every parameter the implementation gave a gradient
     init/<name>             optional: the adapter parameters as initialised, before any training
+    merged/<name>           optional: base-model parameters as the implementation's merge left them (a method
+                            that folds into the weights: LoRA, (IA)^3); one not given is taken as left unchanged
 
 The dtype of the parameters (float64 or float32) says which row of the tolerance table judges the case.
 Reading checks everything a comparison needs and raises `CaseError` naming the file and the tensor or field.
@@ -61,6 +63,7 @@ class Case:
     hidden_states: list
     grads: dict = field(default_factory=dict)
     init: dict = field(default_factory=dict)
+    merged: dict = field(default_factory=dict)
     token_type_ids: np.ndarray | None = None
     adapter_name: str | None = None
     producer: str = ""
@@ -80,6 +83,7 @@ class Case:
         out.update({f"output/hidden_states/{i}": h for i, h in enumerate(self.hidden_states)})
         out.update({f"grad/{k}": v for k, v in self.grads.items()})
         out.update({f"init/{k}": v for k, v in self.init.items()})
+        out.update({f"merged/{k}": v for k, v in self.merged.items()})
         return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
     def metadata(self) -> dict:
@@ -195,11 +199,11 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
     if not isinstance(trainable, list) or not all(isinstance(n, str) for n in trainable):
         raise CaseError(f"{where}: metadata 'trainable' must be a JSON list of parameter names")
 
-    groups = {"param": {}, "grad": {}, "init": {}, "input": {}, "hidden": {}}
+    groups = {"param": {}, "grad": {}, "init": {}, "merged": {}, "input": {}, "hidden": {}}
     adapter_names = set()
     for key, value in tensors.items():
         kind, _, name = key.partition("/")
-        if kind in ("param", "grad", "init") and name:
+        if kind in ("param", "grad", "init", "merged") and name:
             ours, adapter, leaf = canonical_name(name)
             if adapter is not None:
                 adapter_names.add(adapter)
@@ -214,7 +218,8 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
         elif kind == "output" and re.fullmatch(r"hidden_states/\d+", name):
             groups["hidden"][int(name.split("/")[1])] = value
         else:
-            raise CaseError(f"{where}: unknown tensor name {key!r} (expected param/, grad/, init/, input/input_ids, "
+            raise CaseError(f"{where}: unknown tensor name {key!r} (expected param/, grad/, init/, merged/, "
+                            "input/input_ids, "
                             "input/attention_mask, input/token_type_ids, input/cotangent, output/hidden_states/<i>)")
 
     params, inputs = groups["param"], groups["input"]
@@ -266,15 +271,22 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
     not_adapter = [n for n in groups["init"] if adapter_key(n) is None]
     if not_adapter:
         raise CaseError(f"{where}: init/ tensors are for adapter parameters only, not {not_adapter[:5]}")
-    for kind in ("grad", "init"):
+    adapter_merged = [n for n in groups["merged"] if adapter_key(n) is not None]
+    if adapter_merged:
+        raise CaseError(f"{where}: merged/ tensors are base-model parameters (the Linears merged into), not adapter "
+                        f"parameters: {adapter_merged[:5]}")
+    if groups["merged"] and adapter_dict is None:
+        raise CaseError(f"{where}: merged/ tensors but no 'adapter_config' to say what was merged")
+    for kind in ("grad", "init", "merged"):
         for name, v in groups[kind].items():
             if name not in params:
                 raise CaseError(f"{where}: tensor '{kind}/{name}' has no param/{name}")
             if v.shape != params[name].shape:
                 raise CaseError(f"{where}: '{kind}/{name}' has shape {v.shape}, its parameter {params[name].shape}")
-    for name, v in {**params, **groups["grad"], **groups["init"]}.items():
-        if not np.issubdtype(v.dtype, np.floating) or not np.isfinite(v).all():
-            raise CaseError(f"{where}: tensor for {name} is not finite floating point")
+    for group in ("param", "grad", "init", "merged"):
+        for name, v in groups[group].items():
+            if not np.issubdtype(v.dtype, np.floating) or not np.isfinite(v).all():
+                raise CaseError(f"{where}: tensor '{group}/{name}' is not finite floating point")
     trainable = [canonical_name(n)[0] for n in trainable]
     unknown = [n for n in trainable if n not in params]
     if unknown:
@@ -282,7 +294,7 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
     return Case(bert_config=bert_dict, adapter_config=adapter_dict, trainable=trainable, params=params,
                 input_ids=ids.astype(np.int64), attention_mask=inputs["attention_mask"].astype(np.int64),
                 cotangent=inputs["cotangent"], hidden_states=[hidden[i] for i in range(L + 1)],
-                grads=groups["grad"], init=groups["init"],
+                grads=groups["grad"], init=groups["init"], merged=groups["merged"],
                 token_type_ids=None if "token_type_ids" not in inputs else inputs["token_type_ids"].astype(np.int64),
                 adapter_name=adapter_name, producer=meta.get("producer", ""), source=source)
 
@@ -300,12 +312,13 @@ def padding_zeroed_cotangent(attention_mask, hidden_size: int, dtype, seed: int 
 
 
 def case_from_model(model, input_ids, attention_mask, token_type_ids=None, cotangent=None, init=None,
-                    producer: str = "minibert-adapters", seed: int = 0) -> Case:
+                    producer: str = "minibert-adapters", seed: int = 0, merged=None) -> Case:
     """The case of a model of this project (a BertModel or a model with a `.bert`), as any writer would make it.
 
     Runs in eval mode with the model's dtype; gradients of sum(last_hidden_state * cotangent) for every parameter
     with requires_grad (what the model trains is its `trainable`). Only the active adapter's parameters go in.
     init: {parameter name: array} of the adapter at init, if the caller kept it.
+    merged: {base parameter name: array} as a merge left them (e.g. after `adapters.merge_adapter`), if any.
     """
     from adapters.policy import base_model, parameter_roles
     from autograd import Tensor
@@ -336,4 +349,5 @@ def case_from_model(model, input_ids, attention_mask, token_type_ids=None, cotan
                 cotangent=np.asarray(cotangent, dtype=bert.dtype),
                 hidden_states=[h.data.copy() for h in out.hidden_states],
                 grads={k: params[k].grad.copy() for k in keep if params[k].grad is not None},
-                init={k: np.asarray(v) for k, v in (init or {}).items()}, adapter_name=active, producer=producer)
+                init={k: np.asarray(v) for k, v in (init or {}).items()},
+                merged={k: np.asarray(v) for k, v in (merged or {}).items()}, adapter_name=active, producer=producer)

@@ -15,6 +15,9 @@ Codes (docs/crosscheck.md):
 |                  | form, attention mask                                     |                               |
 | precision        | a float64 case that agrees only to float32 level        | the float32 row of the table  |
 
+Each kind adds its own (`AdapterKind.codes`): `scale` and `merge` (LoRA), `scaled-side` and `merge` ((IA)^3),
+`target-modules` (both); docs/crosscheck.md lists them all.
+
 Method. A hidden state that differs makes every later one differ, so the numbers alone do not say where a bug
 is. Each encoder layer is therefore run *alone*, fed the candidate's own input to it (its hidden state i - 1),
 first as this project computes it, then as each of a set of known-wrong variants would (`variants`). Where the
@@ -199,6 +202,40 @@ def fit_embeddings(ref, case, tol: float) -> list:
     return sorted(results)
 
 
+def explain_merge(ref, case, merge: dict, tol: float) -> list:
+    """What the case's merge did, module by module: one of the kind's known-wrong merges (`merge_variants`), a
+    Linear changed that carries no adapter, or a difference no known merge explains."""
+    kind = kind_of(ref.config)
+    slots = {path: slot for path, _, slot in ref.slots}
+    bad = [r for r in merge["tensors"] if not r["claimed"]]
+    found, texts = {}, []
+    for path in dict.fromkeys(r["name"].rsplit(".", 1)[0] for r in bad if r["adapted"]):
+        slot = slots[path]
+        weight, bias = slot.weight.data, None if slot.bias is None else slot.bias.data
+        got_w = case.merged.get(f"{path}.weight", case.params[f"{path}.weight"])
+        got_b = None if bias is None else case.merged.get(f"{path}.bias", case.params[f"{path}.bias"])
+
+        def close(a, b):
+            return a is None or float(np.abs(a.astype(np.float64) - b).max() / max(1.0, float(np.abs(b).max()))) <= tol
+
+        match = next((text for text, (w, b) in kind.merge_variants(ref.config, slot.adapters[ref.name], weight, bias)
+                      if close(got_w, w) and close(got_b, b)), None)
+        if match:
+            found.setdefault(match, []).append(path)
+        else:
+            worst = max(r["error"] for r in bad if r["name"].startswith(path + "."))
+            texts.append(f"the merged {path} differs from the claimed {kind.merge_text} by {worst:.1e}, as no known "
+                         "wrong merge does")
+    texts = [f"{_names(paths)} {text}" for text, paths in found.items()] + texts
+    changed = [r["name"] for r in bad if not r["adapted"]]
+    if changed:
+        texts.append(f"the merge changed {_names(changed)}, which no adapter adapts")
+    if not bad:
+        texts.append(f"every merged tensor is the claimed {kind.merge_text}, yet the merged model differs from the "
+                     f"case's unmerged one by {merge['output_error']:.1e}: the unmerged model departs from the claim")
+    return texts
+
+
 def _within_float32(report) -> bool:
     """Does everything agree to the float32 row, gradients included?"""
     t = TOLERANCES["float32"]
@@ -299,6 +336,10 @@ def diagnose(ref, case, report) -> tuple:
             bad.append(f"output change at init {change['candidate']:.1e} vs {change['ours']:.1e} for this project's "
                        "init of the same config")
         note("init-scale", "; ".join(bad))
+
+    if report["merge"].get("given") and not report["merge"]["ok"]:
+        for text in explain_merge(ref, case, report["merge"], tol):
+            note("merge", text)
 
     sentences = {**SENTENCES, **(kind.codes if kind else {})}
     codes = [c for c in sentences if evidence.get(c)]

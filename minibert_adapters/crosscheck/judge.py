@@ -15,7 +15,10 @@ each judged by the one tolerance table (minibert_adapters.crosscheck.tolerances)
 - parameter counts: the kind's formula per module (2MD + D + M for bottleneck adapters, Houlsby2019 §2.1),
   modules per layer;
 - the trainable set against the claimed config's policy (adapters.policy);
-- the init against the claimed distribution (minibert_adapters.facts.init_stats), when the case has init/ tensors.
+- the init against the claimed distribution (minibert_adapters.facts.init_stats), when the case has init/ tensors;
+- the merge, when the case has merged/ tensors: the merged model (no adapter) against the case's own unmerged
+  outputs; and each merged tensor against the claimed kind's merge of the case's unmerged tensors
+  (`AdapterKind.merged`: W + s B A for LoRA), to say what a wrong merge did.
 
 minibert_adapters.crosscheck.diagnosis then names the likely bug from the pattern of differences.
 """
@@ -243,6 +246,60 @@ def judge_case_init(ref: Reference, case: Case) -> dict:
     return report
 
 
+def merge_expected(ref: Reference) -> dict:
+    """{base parameter name: (array as the claimed merge makes it, path of its adapted Linear)} for every Linear
+    the case adapts; CaseError when the claimed kind does not merge."""
+    kind = kind_of(ref.claimed)
+    if not kind.merge_text:
+        raise CaseError(f"merged/ tensors, but a {kind.name} adapter does not merge into the weights")
+    out = {}
+    for path, _, slot in ref.slots:
+        if path not in ref.present:
+            continue
+        bias = None if slot.bias is None else slot.bias.data
+        merged = kind.merged(slot.adapters[ref.name], slot.weight.data, bias)
+        out[f"{path}.weight"] = (merged[0], path)
+        if bias is not None:
+            out[f"{path}.bias"] = (merged[1], path)
+    return out
+
+
+def judge_merge(ref: Reference, case: Case, tol) -> dict:
+    """Does the case's merge agree with its own unmerged model? The merged model (this project's BERT with the
+    case's merged/ tensors and no adapter) against the case's own last hidden state, by the table's hidden-state
+    measure: that is the verdict. Beside it, each merged tensor against the claimed merge of the case's unmerged
+    tensors (a tensor not given is the merge leaving it as it was), which the diagnosis uses to say what the merge
+    did."""
+    if not case.merged:
+        return {"given": False, "ok": True}
+    try:
+        expected = merge_expected(ref)
+    except CaseError as e:
+        raise CaseError(f"{case.source}: {e}") from None
+    rows = []
+    for name in sorted(set(expected) | set(case.merged)):
+        want = expected[name][0] if name in expected else case.params[name]
+        got = case.merged.get(name, case.params[name])
+        err = float(np.abs(got.astype(np.float64) - want).max() / max(1.0, float(np.abs(want).max())))
+        rows.append({"name": name, "adapted": name in expected, "given": name in case.merged, "error": err,
+                     "claimed": err <= tol.hidden})
+    model, real = ref.model, case.attention_mask.astype(bool)
+    own = dict(model.named_parameters())
+    kept = {name: own[name].data for name in case.merged}
+    try:
+        for name, value in case.merged.items():
+            own[name].data = value.astype(model.dtype)
+        set_active_adapter(model, None)
+        with no_grad():
+            last = model(case.input_ids, case.attention_mask, case.token_type_ids).last_hidden_state.data
+    finally:
+        for name, value in kept.items():
+            own[name].data = value
+        set_active_adapter(model, ref.name)
+    output_error = hidden_error(last, case.hidden_states[-1], real)
+    return {"given": True, "tensors": rows, "output_error": output_error, "ok": output_error <= tol.hidden}
+
+
 CHANGE_RATIO_LIMIT = 10.0  # the candidate's output change at init may differ from ours by this factor
 
 
@@ -308,9 +365,9 @@ def crosscheck(case, rtol: float | None = None) -> dict:
         "adapter_description": kind_of(ref.claimed).describe(ref.claimed) if ref.claimed else None,
         "forward": forward, "gradients": compare_gradients(ref, case, grads, tol),
         "counts": count_parameters(ref), "trainable": compare_trainable(ref, case),
-        "init": judge_case_init(ref, case),
+        "init": judge_case_init(ref, case), "merge": judge_merge(ref, case, tol),
     }
-    report["ok"] = all(report[k]["ok"] for k in ("forward", "gradients", "counts", "trainable", "init")) \
+    report["ok"] = all(report[k]["ok"] for k in ("forward", "gradients", "counts", "trainable", "init", "merge")) \
         and not report["gradients"]["unexpected"] and not report["gradients"]["missing"]
     report["diagnosis"], report["explanations"] = diagnose(ref, case, report)
     if dtype_name == "float32":  # this project's own float32 rounding at this case, for scale (forward only)

@@ -92,7 +92,8 @@ def train(model, batch, steps=4, lr=1e-2):
 
 
 def case_of(tmp_path, base, method, dtype, bug=None):
-    """The case of PEFT `method` on MiniLM, trained, with one planted `bug` (or None)."""
+    """The case of PEFT `method` on MiniLM, trained, with one planted `bug` (or None); LoRA and (IA)^3 with the
+    weights PEFT's own merge makes."""
     base_model, batch = base
     model = peft_model(base_model, method, dtype)
     if bug == "init-scale":  # B drawn at random instead of zero (while the config claims PEFT's init)
@@ -107,7 +108,7 @@ def case_of(tmp_path, base, method, dtype, bug=None):
     train(model, batch)
     path = tmp_path / f"{method}-{bug or 'correct'}-{str(dtype)[6:]}.safetensors"
     writer().write_case(path, model, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                        init=init, producer=f"peft test: {method} {bug}")
+                        init=init, merged=method != "prefix", producer=f"peft test: {method} {bug}")
     return path
 
 
@@ -121,6 +122,7 @@ def test_a_correct_peft_adapter_on_minilm_agrees(tmp_path, base, method, dtype):
     assert report["adapter_kind"] == method
     assert len(report["gradients"]["parameters"]) == GRADIENTS[method]
     assert report["init"]["given"] and report["init"]["ok"]
+    assert report["merge"]["given"] == (method != "prefix")  # PEFT's merge agrees with the unmerged model
     case = read_case(path)
     assert case.adapter_config["peft_type"] == {"lora": "LORA", "ia3": "IA3", "prefix": "PREFIX_TUNING"}[method]
     adapter = sorted(k for k in case.params if ".adapters.default." in k)
