@@ -62,12 +62,18 @@ class Claim:
 @dataclass(frozen=True)
 class Variant:
     """A known-wrong version of a kind, for the cross-check diagnosis: in the sub-layers of `scope`, the slot's hook
-    becomes `hook(module)` (None: no adapter there) instead of the module itself."""
+    becomes `hook(module)` (None: no adapter there) instead of the module itself. A kind whose module sits in the
+    embeddings' hook (it hands every layer past keys and values) says instead what the wrong version hands them:
+    `attend` for an encoder layer, `embed` for the embeddings."""
 
     code: str                 # the diagnosis code it stands for (e.g. "placement", "skip-connection")
     description: str          # what is wrong, in a few words, naming the sub-layers
-    scope: tuple              # the sub-layer labels (slots' second field) whose hook is replaced
-    hook: object              # (module) -> a hook function, or None for "no adapter"
+    scope: tuple = ()         # the sub-layer labels (slots' second field) whose hook is replaced
+    hook: object = None       # (module) -> a hook function, or None for "no adapter"
+    attend: object = None     # (module, i, past, mask) -> ((keys, values), mask) that layer i gets: past is every
+                              # layer's correct pair, mask the additive (B, 1, 1, P + T) one over its keys
+    embed: object = None      # (module, token_type_ids, position_ids) -> (token_type_ids, position_ids) the
+                              # embeddings look up
 
 
 class AdapterKind:

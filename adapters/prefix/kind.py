@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from adapters.kinds import AdapterKind, Claim, register_kind
+from adapters.kinds import AdapterKind, Claim, Variant, register_kind
 from adapters.prefix.config import PrefixConfig
 from adapters.prefix.module import PrefixEncoder, prefix_parameters
 
@@ -55,6 +55,58 @@ class PrefixKind(AdapterKind):
 
     def leaves(self, config) -> tuple:
         return PROJECTION_LEAVES if config.prefix_projection else ("prompt_embeddings",)
+
+    codes = {"prefix-layout": "The prefix table is read in another layout than PEFT's (row p of E as (2L, H, Dh), "
+                              "layer-major, key before value)",
+             "prefix-mask": "The attention mask is not extended over the prefix as claimed (every token may attend to "
+                            "the P virtual keys, put before the real ones)",
+             "prefix-positions": "The embeddings are not looked up as PEFT's prefix has them (real tokens at positions "
+                                 "P .. P + T - 1, token types 0)"}
+
+    def variants(self, config) -> list:
+        """The classic misreadings of the table (keys and values swapped; all keys first, then all values; heads
+        and head dims transposed), the mask not extended over the prefix (the prefix masked out like padding, or
+        its visible block put after the real tokens' mask instead of before), and the embeddings looked up without
+        the prefix's shift (positions from 0, token types kept)."""
+        def table(module, batch):  # E (B, P, 2L, H, Dh) as PEFT lays it out
+            m = module
+            return m.rows(batch).data.reshape(batch, m.num_virtual_tokens, 2 * m.num_layers, m.num_heads, m.head_dim)
+
+        def swapped(module, i, past, mask):
+            return (past[i][1], past[i][0]), mask
+
+        def keys_first(module, i, past, mask):
+            kv = table(module, mask.shape[0]).transpose(2, 0, 3, 1, 4)  # (2L, B, H, P, Dh)
+            return (kv[i], kv[module.num_layers + i]), mask
+
+        def heads_transposed(module, i, past, mask):
+            m, B = module, mask.shape[0]
+            rows = m.rows(B).data.reshape(B, m.num_virtual_tokens, 2 * m.num_layers, m.head_dim, m.num_heads)
+            kv = rows.transpose(2, 0, 4, 1, 3)  # (2L, B, H, P, Dh) from a (Dh, H) split
+            return (kv[2 * i], kv[2 * i + 1]), mask
+
+        def masked_out(module, i, past, mask):
+            P = module.num_virtual_tokens
+            out = mask.copy()
+            out[..., :P] = np.finfo(mask.dtype).min
+            return past[i], out
+
+        def mask_after(module, i, past, mask):
+            P = module.num_virtual_tokens
+            return past[i], np.concatenate([mask[..., P:], mask[..., :P]], axis=-1)  # [tokens' mask ; visible]
+
+        return [Variant("prefix-layout", "prefix keys and values swapped", attend=swapped),
+               Variant("prefix-layout", "the table read as every layer's key, then every layer's value (2, L) "
+                                        "instead of (L, 2)", attend=keys_first),
+               Variant("prefix-layout", "each layer's width split as (Dh, H) instead of (H, Dh)",
+                       attend=heads_transposed),
+               Variant("prefix-mask", "the prefix masked out (its keys take no attention)", attend=masked_out),
+               Variant("prefix-mask", "the prefix's visible block put after the real tokens' mask, not before",
+                       attend=mask_after),
+               Variant("prefix-positions", "real tokens at positions 0 .. T - 1, not shifted by P",
+                       embed=lambda m, types, positions: (np.zeros_like(types), positions)),
+               Variant("prefix-positions", "token types kept (PEFT's prefix drops them)",
+                       embed=lambda m, types, positions: (types, positions + m.num_virtual_tokens))]
 
     def identity_config(self, config):
         """None: no init of prefix tuning gives the base model (even a zero table adds P keys that take attention)."""

@@ -170,16 +170,21 @@ def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list
     real = case.attention_mask.astype(bool)
     slots, modules = layer_slots(ref, i)
     past = layer_past(ref, case)
+    supplier = ref.model.embeddings.adapters[ref.name] if past is not None else None  # the module behind the past
     results = []
     with no_grad():
         for group in (list(first), [v for v in candidates if v not in first]):
             for v in group:
                 mask = variant_mask(case.attention_mask, np.float64, v.mask)
-                if mask is not None and past is not None:  # the past keys stay visible, as in the model
-                    visible = np.zeros(mask.shape[:3] + (past[0][0].shape[2],))
-                    mask = np.concatenate([visible, mask], axis=-1)
+                pair = None if past is None else past[i]
+                if past is not None:  # the past keys stay visible, as in the model
+                    B, T = case.attention_mask.shape
+                    mask = np.zeros((B, 1, 1, T)) if mask is None else mask
+                    mask = np.concatenate([np.zeros((B, 1, 1, past[0][0].shape[2])), mask], axis=-1)
+                    if v.adapter is not None and v.adapter.attend is not None:
+                        pair, mask = v.adapter.attend(supplier, i, past, mask)
                 with as_variant(layer, v, slots, modules):
-                    out = layer(x, None if mask is None else Tensor(mask), None if past is None else past[i]).data
+                    out = layer(x, None if mask is None else Tensor(mask), pair).data
                 results.append((hidden_error(case.hidden_states[i + 1], out, real), v))
             if any(err <= tol for err, _ in results):
                 break
@@ -200,6 +205,25 @@ def fit_embeddings(ref, case, tol: float) -> list:
             out = F.layer_norm(x, emb.LayerNorm.weight, emb.LayerNorm.bias, eps).data
             results.append((hidden_error(case.hidden_states[0], out, real), eps))
     return sorted(results)
+
+
+def fit_embedding_variants(ref, case) -> list:
+    """[(error, variant)] of the embeddings looked up as each of the claimed kind's `embed` variants would (a
+    module in the embeddings' hook that shifts the positions or drops the token types), best first."""
+    if ref.config is None or ref.name not in getattr(ref.model.embeddings, "adapters", {}):
+        return []
+    emb, module = ref.model.embeddings, ref.model.embeddings.adapters[ref.name]
+    ids = case.input_ids
+    types = case.token_type_ids if case.token_type_ids is not None else np.zeros_like(ids)
+    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    real = case.attention_mask.astype(bool)
+    results = []
+    with no_grad():
+        for v in variants(ref.model.config, ref.config):
+            if v.adapter is not None and v.adapter.embed is not None:
+                out = emb(ids, *v.adapter.embed(module, types, positions)).data
+                results.append((hidden_error(case.hidden_states[0], out, real), v))
+    return sorted(results, key=lambda r: r[0])
 
 
 def explain_merge(ref, case, merge: dict, tol: float) -> list:
@@ -266,10 +290,13 @@ def diagnose(ref, case, report) -> tuple:
         layers = forward["layers"]
         if layers[0]["error"] > tol:
             err, eps = fit_embeddings(ref, case, tol)[0]
-            if err <= tol and eps != ref.model.config.layer_norm_eps:
+            found = [v for e, v in fit_embedding_variants(ref, case) if e <= tol]
+            for v in found:
+                note(v.code, f"the embeddings are reproduced by: {v.description}")
+            if not found and err <= tol and eps != ref.model.config.layer_norm_eps:
                 note("base-mismatch", f"the embeddings are reproduced with LayerNorm eps {eps:g} instead of "
                                       f"{ref.model.config.layer_norm_eps:g}")
-            else:  # no adapter is involved there: a base mismatch, unless it is all float32 rounding (below)
+            elif not found:  # no adapter is involved there: a base mismatch, unless it is all float32 rounding
                 embeddings_differ = f"the embeddings (hidden state 0, before any adapter) differ by " \
                                     f"{layers[0]['error']:.1e}"
         candidates, previous = variants(ref.model.config, ref.config), []
