@@ -150,12 +150,17 @@ def layer_slots(ref, i: int) -> tuple:
     return slots, modules
 
 
+def case_ids(case) -> tuple:
+    """(input_ids, token_type_ids, position_ids) of the case as a plain BERT takes them (types 0 if not given)."""
+    ids = case.input_ids
+    types = case.token_type_ids if case.token_type_ids is not None else np.zeros_like(ids)
+    return ids, types, np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+
+
 def layer_past(ref, case):
     """The past keys and values each encoder layer attends to (a method that supplies them through the
     embeddings' hook, as prefix tuning), or None."""
-    ids = case.input_ids
-    types = case.token_type_ids if case.token_type_ids is not None else np.zeros_like(ids)
-    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    ids, types, positions = case_ids(case)
     with no_grad():
         return ref.model.embeddings.prepare(ids, types, positions)[2]
 
@@ -194,9 +199,7 @@ def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list
 def fit_embeddings(ref, case, tol: float) -> list:
     """[(error, eps)] of the embeddings computed with other LayerNorm eps values, best first."""
     emb = ref.model.embeddings
-    ids = case.input_ids
-    types = case.token_type_ids if case.token_type_ids is not None else np.zeros_like(ids)
-    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    ids, types, positions = case_ids(case)
     real = case.attention_mask.astype(bool)
     results = []
     with no_grad():
@@ -213,9 +216,7 @@ def fit_embedding_variants(ref, case) -> list:
     if ref.config is None or ref.name not in getattr(ref.model.embeddings, "adapters", {}):
         return []
     emb, module = ref.model.embeddings, ref.model.embeddings.adapters[ref.name]
-    ids = case.input_ids
-    types = case.token_type_ids if case.token_type_ids is not None else np.zeros_like(ids)
-    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+    ids, types, positions = case_ids(case)
     real = case.attention_mask.astype(bool)
     results = []
     with no_grad():
