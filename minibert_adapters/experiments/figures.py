@@ -80,16 +80,14 @@ def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
     plt = _pyplot()
     tasks = list(points)
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 4.2), squeeze=False)
-    families = []
+    families, labels = [], []
     for ax, task in zip(axes[0], tasks):
         ordered = sorted(points[task], key=lambda p: p[2])
-        for k, (method, family, params, mean, sem, n) in enumerate(ordered):
+        for method, family, params, mean, sem, n in ordered:
             colour, marker = style(family)
             ax.errorbar(params, 100 * mean, yerr=100 * sem if sem else None, fmt=marker, capsize=3,
                         color=colour, markerfacecolor=colour if n > 1 else "white", markeredgewidth=1.3)
-            # neighbours in x get their labels above and below in turn, so close points do not overprint
-            ax.annotate(method, (params, 100 * mean), textcoords="offset points", xytext=(5, 5 if k % 2 else -11),
-                        fontsize=7)
+            labels.append((ax, method, params, 100 * mean))
             if family not in families:
                 families.append(family)
         for _, family, _, mean, _, _ in points[task]:
@@ -106,9 +104,49 @@ def params_vs_metric(points: dict, path: Path, metric_names: dict) -> Path:
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False,
                title="what trains", title_fontsize=8)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
+    place_labels(fig, labels)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# Where a label may go around its point, in points (dx, dy, horizontal alignment), nearest first.
+LABEL_OFFSETS = [(dx * k, dy * k, ha) for k in (1, 2, 3) for dx, dy, ha in
+                 [(5, 4, "left"), (5, -10, "left"), (-5, 4, "right"), (-5, -10, "right"), (0, 8, "center"),
+                  (0, -15, "center"), (7, -3, "left"), (-7, -3, "right")]]
+
+
+def place_labels(fig, labels: list, fontsize: int = 7) -> None:
+    """Label each point [(ax, text, x, y)] where its text overlaps no other label, no point and stays inside its
+    axes: the first free place of LABEL_OFFSETS, else the one overlapping least (a greedy placement, in the order
+    given; deterministic)."""
+    renderer = fig.canvas.get_renderer()
+    taken = {}  # ax -> [bounding boxes of the labels placed and of the points]
+    for ax, _, x, y in labels:
+        px, py = ax.transData.transform((x, y))
+        taken.setdefault(ax, []).append((px - 4, py - 4, px + 4, py + 4))
+
+    def overlap(a, b):
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    for ax, text, x, y in labels:
+        frame = ax.get_window_extent(renderer)
+        best = None
+        for dx, dy, ha in LABEL_OFFSETS:
+            t = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, fontsize=fontsize)
+            e = t.get_window_extent(renderer)
+            box = (e.x0, e.y0, e.x1, e.y1)
+            outside = (e.x0 < frame.x0) or (e.x1 > frame.x1) or (e.y0 < frame.y0) or (e.y1 > frame.y1)
+            cost = sum(overlap(box, other) for other in taken[ax]) + (1e6 if outside else 0.0)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, t, box)
+            else:
+                t.remove()
+            if cost == 0:
+                break
+        taken[ax].append(best[2])
 
 
 def init_std_curve(series: dict, path: Path, metric: str) -> Path:

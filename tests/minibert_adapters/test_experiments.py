@@ -409,3 +409,22 @@ def test_best_of_seeds_and_paired_gaps_are_computed_seed_by_seed():
     (row,) = paired_gaps(best)[2:]
     # differences -0.10 and -0.04 on seeds 0 and 1: mean -0.07, s.e.m. 0.03; seed 2 of full is not paired
     assert row == "| cola | adapter | -7.0 ± 3.0 | 2 |"
+
+
+def test_the_figures_place_point_labels_where_they_do_not_overlap():
+    pytest.importorskip("matplotlib")
+    from minibert_adapters.experiments.figures import _pyplot, place_labels
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    points = [(1e5, 86.8), (1.1e5, 86.9), (1.2e5, 86.7), (9e5, 50.0)]  # three almost on top of each other
+    ax.plot([p[0] for p in points], [p[1] for p in points], "o")
+    ax.set_xscale("log")
+    place_labels(fig, [(ax, f"adapter-{i}", x, y) for i, (x, y) in enumerate(points)])
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    assert [t.get_text() for t in ax.texts] == [f"adapter-{i}" for i in range(4)]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    plt.close(fig)
