@@ -159,6 +159,7 @@ class AdapterKind:
         return []
 
     codes: dict = {}                # the diagnosis codes the kind's variants add: {code: sentence}
+    size_code = None                # the code for tensors of other sizes than claimed (`sized_like`), if any
     misplaced_code = "placement"    # the code for tensors where the claimed config puts no module
 
     hub_architecture = None    # AdapterHub's "architecture" for this kind's configs, if AdapterHub has it

@@ -27,16 +27,21 @@ def _sublayers(config) -> tuple:
     return {"both": SUBLAYERS, "attention": ("attention",), "ffn": ("ffn",)}[config.placement]
 
 
-def _variant_output(m, a, x, norm, f=None, skip=True, feed="own", where="slot"):
-    """One sub-layer's output with adapter module `m` computed wrongly in one way (eval mode).
+# The factors a wrongly scaled adapter output is tried with (a doubled or halved branch, a flipped sign, ...).
+SCALE_FACTORS = (2.0, 0.5, 4.0, 0.25, -1.0)
+
+
+def _variant_output(m, a, x, norm, f=None, skip=True, feed="own", where="slot", factor=1.0):
+    """One sub-layer's output with adapter module `m` computed wrongly in one or two ways (eval mode).
 
     f: another non-linearity ("identity": none); skip=False drops the adapter's own skip; feed="other" gives it
     the other input (x for a sequential adapter, a for a parallel one); where="after-layernorm" puts it after
-    the sub-layer's LayerNorm, where="on-sum" on the residual sum x + a before it."""
+    the sub-layer's LayerNorm, where="on-sum" on the residual sum x + a before it; factor scales its output."""
     fn = None if f is None else (lambda z: z) if f == "identity" else F.activation(f)
 
     def adapt(h):
-        return m.adapt(h, f=fn)
+        out = m.adapt(h, f=fn)
+        return out if factor == 1.0 else out * factor
 
     if where == "after-layernorm":
         y = norm(x + a)
@@ -175,7 +180,23 @@ class BottleneckKind(AdapterKind):
                 if f != config.non_linearity:
                     out.append(Variant("non-linearity", f"adapter non-linearity {f} instead of {config.non_linearity} "
                                                         f"({where})", scope, hook(f=f)))
+            for factor in SCALE_FACTORS:
+                out.append(Variant("scale", f"adapter output scaled by {factor:g} ({where})", scope,
+                                   hook(factor=factor)))
+        # two bugs in one module, tried after every single one: no skip and another non-linearity
+        for scope in scopes:
+            where = " and ".join(("after attention" if s == "attention" else "after the FFN") for s in scope)
+            for f in NON_LINEARITIES + ("identity",):
+                if f != config.non_linearity:
+                    out.append(Variant("skip-connection+non-linearity", f"adapter without its skip connection and "
+                                       f"with non-linearity {f} instead of {config.non_linearity} ({where})", scope,
+                                       (lambda f: lambda m: (lambda a, x, norm: _variant_output(
+                                           m, a, x, norm, f=f, skip=False)))(f)))
         return out
+
+    codes = {"scale": "The adapter's output is scaled by another factor than the claimed scaling",
+             "bottleneck-size": "The adapter's tensors have another bottleneck size than the claimed one"}
+    size_code = "bottleneck-size"
 
     hub_architecture = "bottleneck"
 

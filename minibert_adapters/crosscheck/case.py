@@ -317,6 +317,7 @@ def case_from_model(model, input_ids, attention_mask, token_type_ids=None, cotan
 
     Runs in eval mode with the model's dtype; gradients of sum(last_hidden_state * cotangent) for every parameter
     with requires_grad (what the model trains is its `trainable`). Only the active adapter's parameters go in.
+    Convention: a Parameter shared by several modules goes in under each of its names (expanded, not refused).
     init: {parameter name: array} of the adapter at init, if the caller kept it.
     merged: {base parameter name: array} as a merge left them (e.g. after `adapters.merge_adapter`), if any.
     """
@@ -328,7 +329,9 @@ def case_from_model(model, input_ids, attention_mask, token_type_ids=None, cotan
     active = adapter_set.active if adapter_set is not None else None
     roles = parameter_roles(bert)
     keep = [k for k, (role, _, _) in roles.items() if role.kind != "adapter" or role.adapter == active]
-    params = dict(bert.named_parameters())
+    # every name of a Parameter, even one shared by several modules: a shared module is written out under each of
+    # its places, with its gradient (the sum over them) under each, and the judge names it tied-weights
+    params = {k: p for k, (_, _, p) in roles.items()}
     training = bert.training
     bert.eval()
     if cotangent is None:

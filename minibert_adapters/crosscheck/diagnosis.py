@@ -13,9 +13,11 @@ Codes (docs/crosscheck.md):
 | missing-modules  | adapters absent from some sub-layers or layers           | count, gradients, a variant   |
 | base-mismatch    | differs without adapters: weights, LayerNorm eps, GELU   | the embeddings, a variant     |
 |                  | form, attention mask                                     |                               |
+| tied-weights     | one module shared by several places (identical tensors)  | the tensors, when gradients   |
+|                  |                                                          | differ                        |
 | precision        | a float64 case that agrees only to float32 level        | the float32 row of the table  |
 
-Each kind adds its own (`AdapterKind.codes`): `scale` and `merge` (LoRA), `scaled-side` and `merge` ((IA)^3),
+Each kind adds its own (`AdapterKind.codes`): `scale` and `bottleneck-size` (bottleneck), `scale` and `merge` (LoRA), `scaled-side` and `merge` ((IA)^3),
 `target-modules` (both); docs/crosscheck.md lists them all.
 
 Method. A hidden state that differs makes every later one differ, so the numbers alone do not say where a bug
@@ -53,6 +55,8 @@ SENTENCES = {
     "missing-modules": "Adapters are absent from some sub-layers or layers",
     "base-mismatch": "The model already differs where no adapter is involved (weights, LayerNorm eps, GELU form or "
                      "attention mask)",
+    "tied-weights": "One module is shared by several places, its tensors written out under each: each place's "
+                    "gradient is then the sum over them",
     "precision": "The case is float64 but agrees only to float32 level: part of it was computed in float32",
 }
 CODES = tuple(SENTENCES)
@@ -196,18 +200,30 @@ def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list
     return sorted(results, key=lambda r: r[0])
 
 
-def fit_embeddings(ref, case, tol: float) -> list:
-    """[(error, eps)] of the embeddings computed with other LayerNorm eps values, best first."""
+def fit_embeddings(ref, case) -> list:
+    """[(error, what)] of the embeddings computed with one part of them wrong, best first: another LayerNorm eps,
+    the token types ignored (all 0), the positions counted from 1, or no position embeddings."""
     emb = ref.model.embeddings
     ids, types, positions = case_ids(case)
     real = case.attention_mask.astype(bool)
+    eps = ref.model.config.layer_norm_eps
+    tries = [(f"LayerNorm eps {e:g} instead of {eps:g}", types, positions, e) for e in (1e-5, 1e-6, 1e-12)
+             if e != eps]
+    tries += [("the token types ignored (all 0)", np.zeros_like(types), positions, eps),
+              ("the positions counted from 1, not 0", types, positions + 1, eps)]
     results = []
     with no_grad():
-        x = emb.word_embeddings(ids) + emb.position_embeddings(positions) + emb.token_type_embeddings(types)
-        for eps in (1e-5, 1e-6, 1e-12):
-            out = F.layer_norm(x, emb.LayerNorm.weight, emb.LayerNorm.bias, eps).data
-            results.append((hidden_error(case.hidden_states[0], out, real), eps))
-    return sorted(results)
+        for what, t, pos, e in tries:
+            if pos.max() >= emb.position_embeddings.weight.shape[0] or (what.startswith("the token") and
+                                                                        not types.any()):
+                continue  # no such position; no token types to ignore
+            x = emb.word_embeddings(ids) + emb.position_embeddings(pos) + emb.token_type_embeddings(t)
+            out = F.layer_norm(x, emb.LayerNorm.weight, emb.LayerNorm.bias, e).data
+            results.append((hidden_error(case.hidden_states[0], out, real), what))
+        x = emb.word_embeddings(ids) + emb.token_type_embeddings(types)
+        out = F.layer_norm(x, emb.LayerNorm.weight, emb.LayerNorm.bias, eps).data
+        results.append((hidden_error(case.hidden_states[0], out, real), "no position embeddings"))
+    return sorted(results, key=lambda r: r[0])
 
 
 def fit_embedding_variants(ref, case) -> list:
@@ -271,6 +287,21 @@ def _within_float32(report) -> bool:
         for g in grads["parameters"])
 
 
+def tied_modules(ref) -> list:
+    """[(leaves, paths)]: tensors of the case's adapter that are identical, and not constant, in several places (one
+    module shared by them, written out under each: their gradient is then the sum over the places)."""
+    groups = {}
+    for path, leaves in ref.present.items():
+        for leaf, value in leaves.items():
+            if value.size > 1 and np.ptp(value) > 0:
+                groups.setdefault((leaf, value.shape, value.tobytes()), []).append(path)
+    shared = {}
+    for (leaf, _, _), paths in groups.items():
+        if len(paths) > 1:
+            shared.setdefault(tuple(sorted(paths)), []).append(leaf)
+    return [(leaves, list(paths)) for paths, leaves in shared.items()]
+
+
 def _names(names, n=3) -> str:
     names = list(names)
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
@@ -290,33 +321,46 @@ def diagnose(ref, case, report) -> tuple:
     if not forward["ok"]:
         layers = forward["layers"]
         if layers[0]["error"] > tol:
-            err, eps = fit_embeddings(ref, case, tol)[0]
             found = [v for e, v in fit_embedding_variants(ref, case) if e <= tol]
             for v in found:
                 note(v.code, f"the embeddings are reproduced by: {v.description}")
-            if not found and err <= tol and eps != ref.model.config.layer_norm_eps:
-                note("base-mismatch", f"the embeddings are reproduced with LayerNorm eps {eps:g} instead of "
-                                      f"{ref.model.config.layer_norm_eps:g}")
+            err, what = fit_embeddings(ref, case)[0] if not found else (None, None)
+            if not found and err <= tol:
+                note("base-mismatch", f"the embeddings are reproduced with {what}")
             elif not found:  # no adapter is involved there: a base mismatch, unless it is all float32 rounding
                 embeddings_differ = f"the embeddings (hidden state 0, before any adapter) differ by " \
                                     f"{layers[0]['error']:.1e}"
-        candidates, previous = variants(ref.model.config, ref.config), []
+        everything, previous = variants(ref.model.config, ref.config), []
+        # two bugs in one module are tried only where no single one explains the layer
+        singles = [v for v in everything if "+" not in v.code]
+        pairs = [v for v in everything if "+" in v.code]
         for row in layers[1:]:
             if row["local_error"] <= tol:
                 continue
             i = row["index"] - 1
-            fits = fit_layer(ref, case, i, candidates, tol, first=previous)
+            fits = fit_layer(ref, case, i, singles, tol, first=[v for v in previous if v in singles])
             found = [v for err, v in fits if err <= tol]
+            if not found and pairs:
+                fits = sorted(fits + fit_layer(ref, case, i, pairs, tol, first=[v for v in previous if v in pairs]),
+                              key=lambda r: r[0])
+                found = [v for err, v in fits if err <= tol]
             previous = found or previous
             for v in found:
-                note(v.code, f"layer {i} is reproduced by: {v.description}")
+                for code in v.code.split("+"):  # a variant with two bugs in one module names both
+                    note(code, f"layer {i} is reproduced by: {v.description}")
             if not found:
                 err, closest = fits[0]
+                # a lead only if it explains most of the difference; otherwise it would mislead
+                lead = f" (closest: {closest.description}, {err:.1e})" if err < 0.5 * row["local_error"] else ""
                 unexplained.append(f"layer {i} differs by {row['local_error']:.1e} fed its own input, and no known "
-                                   f"variant reproduces it (closest: {closest.description}, {err:.1e})")
+                                   f"variant reproduces it{lead}")
     elif not grads["ok"]:
-        bad = [g["name"] for g in grads["parameters"] if not g["ok"]]
-        unexplained.append(f"the forward agrees but the gradients of {_names(bad)} differ: a backward bug")
+        tied = tied_modules(ref)
+        for leaves, paths in tied:
+            note("tied-weights", f"the trained {', '.join(leaves)} are identical in {_names(paths)}")
+        if not tied:
+            bad = [g["name"] for g in grads["parameters"] if not g["ok"]]
+            unexplained.append(f"the forward agrees but the gradients of {_names(bad)} differ: a backward bug")
     if (unexplained or embeddings_differ) and report["dtype"] == "float64" and _within_float32(report):
         worst = max(r["local_error"] for r in forward["layers"])
         note("precision", f"every difference is within the float32 row (largest hidden-state error {worst:.1e})")
@@ -333,7 +377,11 @@ def diagnose(ref, case, report) -> tuple:
         note(kind.misplaced_code if kind else "placement",
              f"adapter tensors in {_names(counts['extra_modules'])}, which the claimed config does not name")
     wrong_size = [r["module"] for r in counts.get("modules", []) if r["present"] and not r["ok"]]
-    if wrong_size:
+    if wrong_size and kind.size_code and ref.config != ref.claimed:
+        sizes = ", ".join(f"{k} = {v}" for k, v in kind.sizes(ref.config, ref.model.config).items())
+        claimed = ", ".join(f"{k} = {v}" for k, v in kind.sizes(ref.claimed, ref.model.config).items())
+        note(kind.size_code, f"the tensors have {sizes}; the claim says {claimed}")
+    elif wrong_size:
         evidence["unexplained"].append(f"{_names(wrong_size)}: {counts['modules'][0]['formula']} parameters by "
                                        f"{counts['formula_text']}, another number in the case")
     trainable = report["trainable"]

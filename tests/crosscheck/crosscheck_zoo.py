@@ -15,7 +15,7 @@ import autograd.functional as F
 from adapters import AdapterConfig, AdapterSet, add_adapter, train_adapter
 from autograd import Tensor, optim
 from minibert import BertConfig, BertModel
-from minibert_adapters.crosscheck.case import Case, case_from_model
+from minibert_adapters.crosscheck.case import Case, adapter_config_dict, case_from_model
 
 NAME = "task"
 # All sizes distinct (B=3, T=8, D=12, H=3, Dh=4, F=37, V=99, P=16, M=5), two layers.
@@ -122,6 +122,40 @@ def layer_norm_eps_1e5(model):
             module.eps = 1e-5
 
 
+def output_scaled(factor):
+    def bug(model):
+        """scale: the adapter's branch multiplied by a factor the claim does not have (scaling 1)."""
+        for _, slot, adapter in slots(model):
+            slot.hook = lambda a, x, norm, adapter=adapter: norm(x + (a + factor * adapter.adapt(a)))
+    return bug
+
+
+def relu_and_no_skip(model):
+    """skip-connection and non-linearity in one module: ReLU, and the branch returned without `a +`."""
+    for _, slot, adapter in slots(model):
+        adapter.f = F.relu
+        slot.hook = lambda a, x, norm, adapter=adapter: norm(x + adapter.adapt(a))
+
+
+def one_module_shared_by_every_layer(model):
+    """tied-weights: layer 0's adapters serve every layer, and are written out under each layer's slots."""
+    first = model.encoder.layer[0]
+    for layer in model.encoder.layer[1:]:
+        for own, shared in ((layer.attention.output, first.attention.output), (layer.output, first.output)):
+            own.adapters[NAME] = shared.adapters[NAME]
+            own.hook = shared.adapters[NAME].forward
+
+
+def token_types_ignored(model):
+    """base-mismatch: the embeddings look up token type 0 for every token."""
+    model.embeddings.hook = lambda ids, types, positions: (np.zeros_like(types), positions, None)
+
+
+def positions_from_one(model):
+    """base-mismatch: positions counted 1 .. T instead of 0 .. T - 1."""
+    model.embeddings.hook = lambda ids, types, positions: (types, positions + 1, None)
+
+
 # when the bug is applied: before training starts ("init"), or after train_adapter set hooks and flags ("train")
 BUGS = {
     "placement": (adapter_after_layernorm, "train"),
@@ -133,6 +167,13 @@ BUGS = {
     "base-mismatch:eps": (layer_norm_eps_1e5, "train"),
     "base-mismatch:mask": (None, "class"),
     "precision": (None, "float32-inside"),
+    "scale:2": (output_scaled(2.0), "train"),
+    "scale:0.5": (output_scaled(0.5), "train"),
+    "skip-connection+non-linearity": (relu_and_no_skip, "train"),
+    "tied-weights": (one_module_shared_by_every_layer, "init"),
+    "bottleneck-size": (None, "built-with-M-3"),
+    "base-mismatch:token-types": (token_types_ignored, "train"),
+    "base-mismatch:positions": (positions_from_one, "train"),
 }
 
 
@@ -150,7 +191,8 @@ def build(bug: str | None, dtype=np.float64, seed: int = 0, steps: int = 6, lr: 
     cls = WrongSignMaskBert if when == "class" else BertModel
     model = cls(BertConfig(**BERT), dtype=compute_dtype, seed=seed).eval()
     pretrained_like(model, seed)
-    add_adapter(model, NAME, claimed_config(bug), seed=seed + 1)
+    built = claimed_config(bug) if when != "built-with-M-3" else AdapterConfig.from_preset("houlsby", bottleneck_size=3)
+    add_adapter(model, NAME, built, seed=seed + 1)
     if when == "init":
         fn(model)
     init = {k: p.data.copy() for k, p in AdapterSet.of(model).task_parameters(NAME).items() if k not in
@@ -169,6 +211,8 @@ def build(bug: str | None, dtype=np.float64, seed: int = 0, steps: int = 6, lr: 
         ((out - Tensor(target.astype(compute_dtype))) ** 2).mean().backward()
         opt.step()
     case = case_from_model(model, ids, mask, types, init=init, producer=f"zoo: {bug or 'correct'}", seed=seed + 3)
+    if when == "built-with-M-3":  # the model has M = 3, the case claims the config's M = 5
+        case = Case(**{**case.__dict__, "adapter_config": adapter_config_dict(claimed_config(bug))})
     if compute_dtype != dtype:  # precision: a float64 case whose numbers were computed in float32
         case = Case(**{**case.__dict__, "params": as_dtype(case.params, dtype), "grads": as_dtype(case.grads, dtype),
                        "init": as_dtype(case.init, dtype), "cotangent": case.cotangent.astype(dtype),
