@@ -18,6 +18,7 @@ What it does: eval mode; hidden states 0..L from `model(..., output_hidden_state
 `hidden_states_fn`); one backward of sum(last_hidden_state * cotangent) with a random cotangent that is zero at
 padding; every parameter under its case name; `grad/` for every parameter that got a gradient; `trainable` = the
 parameters with requires_grad. Parameters of a head (`classifier.`, `cls.`) are left out: a case is a BertModel.
+A module shared by several places (one adapter for every layer) is written out under each of its names.
 
 Names: a case wants Hugging Face BertModel names, and adapter tensors as
 `encoder.layer.<i>.attention.output.adapters.<name>.down.weight` (`.down.bias`, `.up.weight`, `.up.bias`; the same
@@ -55,7 +56,7 @@ def snapshot(model, name_map=None, keep=lambda name: ".adapters." in name) -> di
     """{case name: array} of the parameters `keep` selects (default: the adapter's), e.g. right after init, to pass
     as write_case(..., init=...) so the init is judged too."""
     out = {}
-    for name, p in model.named_parameters():
+    for name, p in model.named_parameters(remove_duplicate=False):
         new = _rename(name, name_map)
         if new is not None and keep(new):
             out[new] = _numpy(p)
@@ -75,7 +76,9 @@ def write_case(path, model, input_ids, attention_mask, token_type_ids=None, *, a
     as_long = [None if t is None else torch.as_tensor(t, dtype=torch.long) for t in
                (input_ids, attention_mask, token_type_ids)]
     ids, mask, types = as_long
-    params = dict(model.named_parameters())
+    # every name of a parameter, even one module shared by several places: it is written under each of them (with
+    # its gradient, the sum over the places), and the cross-check names that `tied-weights`
+    params = dict(model.named_parameters(remove_duplicate=False))
     dtype = next(iter(params.values())).dtype
     if dtype not in (torch.float64, torch.float32):
         raise ValueError(f"a case is float64 or float32; the model's parameters are {dtype}")

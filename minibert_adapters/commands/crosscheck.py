@@ -1,13 +1,16 @@
-"""`minibert crosscheck CASE [--json] [--rtol R]`: judge another implementation's case file against this project.
+"""`minibert crosscheck CASE [--json] [--json-out FILE] [--rtol R]`: judge another implementation's case file against this project.
 
 Exit status: 0 when the case agrees, 1 when it does not (the report names the likely bug), 2 when the case file
-cannot be judged (one line naming the file and what is wrong). docs/crosscheck.md describes the case format.
+cannot be judged (one line naming the file and what is wrong; with --json also a JSON object with "error").
+docs/crosscheck.md describes the case format.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from minibert_adapters.commands.arguments import writable_file
 from minibert_adapters.facts.check import _grouped
 
 
@@ -15,7 +18,10 @@ def register(sub):
     p = sub.add_parser("crosscheck", help="judge another implementation's case file (docs/crosscheck.md) against "
                                           "this project and name the likely bug")
     p.add_argument("case", help="a case file: safetensors with param/, input/, output/, grad/ tensors")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout (a case "
+                                                         "that cannot be judged too: {\"ok\": null, \"error\": ...})")
+    p.add_argument("--json-out", metavar="FILE", help="also write the JSON report to FILE, while the text is printed "
+                                                      "(one run for both)")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative tolerance for hidden states and gradients instead of the table's row for the "
                         "case's dtype (minibert_adapters/crosscheck/tolerances.py); the report records it")
@@ -26,11 +32,32 @@ def register(sub):
 def run(args) -> int:
     from minibert_adapters.crosscheck import crosscheck
 
-    if args.rtol is not None and not args.rtol > 0:
-        raise ValueError(f"--rtol must be positive, got {args.rtol}")
-    report = crosscheck(args.case, rtol=args.rtol)
+    json_out_ok = False
+    try:
+        if args.json_out:
+            writable_file(args.json_out, "--json-out")  # before the work, not after it
+            json_out_ok = True
+        if args.rtol is not None and not args.rtol > 0:
+            raise ValueError(f"--rtol must be positive, got {args.rtol}")
+        report = crosscheck(args.case, rtol=args.rtol)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        # the command's one-line error goes to stderr (exit 2); a JSON reader still gets one object
+        failure = {"case": args.case, "ok": None, "error": str(e.args[0]) if isinstance(e, KeyError) else str(e)}
+        if args.json:
+            print(json.dumps(failure, indent=2))
+        if json_out_ok:
+            _write_json(args.json_out, failure)
+        raise
     print(json.dumps(report, indent=2) if args.json else format_report(report))
+    if args.json_out:
+        _write_json(args.json_out, report)
     return 0 if report["ok"] else 1
+
+
+def _write_json(path, obj) -> None:
+    from minibert.weights import write_atomically
+
+    write_atomically(Path(path), lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8"))
 
 
 MARK = {True: "PASS", False: "FAIL"}
@@ -79,6 +106,7 @@ def format_report(report: dict) -> str:
         lines += ["", f"[{MARK[trainable['ok']]}] trainable set against the claimed config's policy"]
         lines += [f"      TRAINS, POLICY FREEZES: {p}" for p in _grouped(trainable["extra"])]
         lines += [f"      FROZEN, POLICY TRAINS:  {p}" for p in _grouped(trainable["missing"])]
+        lines += [f"      ABSENT FROM THE CASE:   {p}" for p in _grouped(trainable.get("absent", []))]
     init = report["init"]
     if init.get("given"):
         lines += ["", f"[{MARK[init['ok']]}] init against the claimed distribution"]

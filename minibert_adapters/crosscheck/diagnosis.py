@@ -389,6 +389,9 @@ def diagnose(ref, case, report) -> tuple:
         note("trainable-set", f"trained but frozen by the policy: {_names(trainable['extra'])}")
     if trainable["missing"]:
         note("trainable-set", f"frozen but trained by the policy: {_names(trainable['missing'])}")
+    if trainable.get("absent"):
+        evidence["unexplained"].append(f"{_names(trainable['absent'])} absent from the case (a module without them, "
+                                       "or a writer that left them out?)")
     if grads["unexpected"]:
         note("trainable-set", f"gradients on parameters the policy freezes: {_names(grads['unexpected'])}")
     # A module none of whose parameters got a gradient is not in the computation at all: a missing module.

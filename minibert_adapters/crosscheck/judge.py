@@ -101,6 +101,7 @@ def reference_model(case: Case, dtype=np.float64) -> Reference:
     if unknown:
         raise CaseError(f"{where}: unknown parameter names (neither a BertModel parameter nor a {kind.name} adapter "
                         f"in a place it can go): {sorted(unknown)[:5]}")
+    check_not_transposed(kind, claimed, model, present, where, name)
     # The sizes the case's tensors have, if they agree; the count compares them with the claimed ones.
     config = kind.sized_like(claimed, present, bert_config)
     identity = kind.identity_config(config) or config
@@ -129,9 +130,29 @@ def reference_model(case: Case, dtype=np.float64) -> Reference:
     return Reference(model, config, claimed, name, slots, present, extra)
 
 
-def _one_line(error) -> str:
-    """check_state lists one problem per line; the command reports a bad case in one line."""
-    return "; ".join(line.strip() for line in str(error).splitlines())
+def check_not_transposed(kind, claimed, model, present: dict, where: str, name: str) -> None:
+    """CaseError for an adapter matrix whose shape is the transpose of the claimed one ((in, out), as TensorFlow
+    and JAX keep a Dense kernel, where (out, in) is meant), before its sizes are read from it."""
+    for place in kind.slots(model, claimed):
+        path = place[0]
+        if path not in present:
+            continue
+        module = kind.build("claimed", claimed, model.config, np.float64, np.random.default_rng(0), place)
+        for leaf, p in module.named_parameters():
+            got = np.shape(present[path].get(leaf))
+            if len(got) == 2 and got != p.shape and got == p.shape[::-1]:
+                sizes = ", ".join(f"{k} = {v}" for k, v in kind.sizes(claimed, model.config, place).items())
+                raise CaseError(f"{where}: {adapter_parameter_name(path, name, leaf)} has shape {got}; the claimed "
+                                f"config ({sizes}) gives {p.shape}: stored transposed ((in, out), as TensorFlow "
+                                "and JAX keep a Dense kernel)? Write it as (out, in)")
+
+
+def _one_line(error, most: int = 3) -> str:
+    """check_state lists one problem per line; the command reports a bad case in one line, its first problems."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    head, problems = lines[:1], lines[1:]
+    shown = problems[:most] + ([f"and {len(problems) - most} more"] if len(problems) > most else [])
+    return "; ".join(head + shown)
 
 
 def run_reference(ref: Reference, case: Case):
@@ -225,9 +246,12 @@ def compare_trainable(ref: Reference, case: Case) -> dict:
         return {"ok": True, "extra": [], "missing": []}
     policy = set(trainable_names(ref.model, Policy.for_adapter(ref.name, ref.claimed)))
     claimed = set(case.trainable)
-    absent = set(missing_module_parameters(ref))
-    extra, missing = sorted(claimed - policy), sorted(policy - claimed - absent)
-    return {"policy": sorted(policy), "extra": extra, "missing": missing, "ok": not extra and not missing}
+    absent_modules = set(missing_module_parameters(ref))
+    # a tensor the case does not have is absent (the count says so), not frozen
+    absent = {n for n in policy if n not in case.params} - absent_modules
+    extra, missing = sorted(claimed - policy), sorted(policy - claimed - absent_modules - absent)
+    return {"policy": sorted(policy), "extra": extra, "missing": missing, "absent": sorted(absent),
+            "ok": not extra and not missing}
 
 
 def judge_case_init(ref: Reference, case: Case) -> dict:

@@ -112,3 +112,45 @@ def test_bert_prefix_and_adapterhub_names_are_read_as_ours(tmp_path, good):
     assert sorted(case.params) == sorted(good.params) and sorted(case.trainable) == sorted(good.trainable)
     report = crosscheck(case)
     assert report["ok"] and report["diagnosis"] == []
+
+
+def transposed(case: Case, leaf="down.weight") -> dict:
+    return {f"{group}/{k}": (v.T.copy() if k.endswith(leaf) else v) for group, tensors in
+            (("param", case.params), ("grad", case.grads), ("init", case.init)) for k, v in tensors.items()}
+
+
+def test_a_matrix_stored_transposed_is_named_with_the_claimed_shape(tmp_path, capsys, good):
+    path = write(tmp_path / "t.safetensors", good, add=transposed(good))
+    exit_2(path, capsys, "down.weight has shape (12, 5)", "(D = 12, M = 5) gives (5, 12)", "stored transposed")
+    assert len(capsys.readouterr().err) < 400  # one short line, not every tensor
+
+
+def test_under_json_every_outcome_is_one_json_object_on_stdout(tmp_path, capsys, good):
+    bad = write(tmp_path / "t.safetensors", good, add=transposed(good))
+    assert main(["crosscheck", str(bad), "--json"]) == 2
+    out, err = capsys.readouterr()
+    failure = json.loads(out)
+    assert failure["ok"] is None and "stored transposed" in failure["error"] and "stored transposed" in err
+    ok = write(tmp_path / "ok.safetensors", good)
+    assert main(["crosscheck", str(ok), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
+def test_json_out_writes_the_report_while_the_text_is_printed(tmp_path, capsys, good):
+    ok = write(tmp_path / "ok.safetensors", good)
+    assert main(["crosscheck", str(ok), "--json-out", str(tmp_path / "report.json")]) == 0
+    assert "AGREES" in capsys.readouterr().out
+    assert json.loads((tmp_path / "report.json").read_text())["ok"] is True
+    assert main(["crosscheck", str(ok), "--json-out", str(tmp_path)]) == 2  # a folder: refused before the work
+    assert "--json-out" in capsys.readouterr().err
+
+
+def test_a_tensor_absent_from_the_case_is_called_absent_not_frozen(tmp_path, capsys, good):
+    name = next(k for k in good.params if k.endswith("adapters.task.up.bias"))
+    path = write(tmp_path / "a.safetensors", good, drop=(f"param/{name}", f"grad/{name}", f"init/{name}"),
+                 meta={"trainable": json.dumps([n for n in good.trainable if n != name])})
+    report = crosscheck(path)
+    assert name in report["trainable"]["absent"] and name not in report["trainable"]["missing"]
+    assert main(["crosscheck", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "ABSENT FROM THE CASE" in out and "FROZEN, POLICY TRAINS" not in out

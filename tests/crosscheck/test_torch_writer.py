@@ -72,12 +72,14 @@ def build_model(bug, dtype, seed=0):
         config["train_layer_norms"] = False  # claims AdapterHub's policy...
     layers = model.encoder.layer
     for i, layer in enumerate(layers):
-        for out in (layer.attention.output, layer.output):
+        for k, out in enumerate((layer.attention.output, layer.output)):
             if bug == "missing-modules" and i == len(layers) - 1:
                 continue  # never created in the last layer
             std = 1e-2 if bug == "init-scale" else 1e-3  # init-scale: the paper's 1e-2 claimed as the code's 1e-3
             act = torch.relu if bug == "non-linearity" else gelu_tanh
             out.adapter = TorchAdapter(384, M, std, act, skip=bug != "skip-connection").to(dtype)
+            if bug == "tied-weights" and i > 0:  # layer 0's two adapters serve every layer
+                out.adapter = (layers[0].attention.output, layers[0].output)[k].adapter
             out.forward = types.MethodType(sublayer_forward(bug == "placement"), out)
     if bug == "base-mismatch":
         for module in model.modules():
@@ -152,7 +154,8 @@ def test_a_correct_pytorch_adapter_on_minilm_agrees(tmp_path, batch, dtype):
 
 
 @pytest.mark.parametrize("bug", ["placement", "skip-connection", "non-linearity", "init-scale", "trainable-set",
-                                 "missing-modules", "base-mismatch", "base-mismatch:mask", "precision"])
+                                 "missing-modules", "base-mismatch", "base-mismatch:mask", "precision",
+                                 "tied-weights"])
 def test_each_planted_bug_in_the_pytorch_adapter_is_named(tmp_path, batch, bug):
     path = case_of(tmp_path, bug, torch.float32, batch)
     if bug == "precision":
