@@ -63,6 +63,7 @@ second runs:
   --resume     continue it to its --steps: options not given are taken from the run; a different value is an
                error, except for --eval-every / --save-every / --log-every; a complete run is only reported.
                The result has the same weights as a run that was never stopped (on the same machine).
+               Without DIR/last/ a run with a best/ or steps done is refused (it would restart over best/).
   --overwrite  delete its history.json, best/ and last/ and start again.
 
 exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad input, 130 interrupted.
@@ -182,6 +183,8 @@ def _train(args, out: Path | None) -> int:
         print(f"{out} holds a complete run ({saved['step']} steps); final dev {json.dumps(saved.get('final'))}; "
               f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
         return 0
+    if saved is not None:
+        _check_resumable(out, saved)
     task = TASKS[s["task"]]
     if s["init_std"] is not None and s["mode"] != "adapter":
         raise ValueError(f"--init-std sets the adapters' initial weights; --mode {s['mode']} has no adapters")
@@ -241,6 +244,26 @@ def _train(args, out: Path | None) -> int:
     if out is not None:
         write_json(out / HISTORY, record)
     return _report(result, s, task, out, stop, args.time_limit)
+
+
+def _check_resumable(out: Path, saved: dict):
+    """Refuse a --resume that would restart from step 0 over a run that made progress.
+
+    Convention: without last/ (the only folder --resume continues from) a run that has a best/ or records
+    steps done is refused, naming the folder: starting again from step 0 would overwrite best/ with the
+    first evaluation of the new start, however much worse. Only a run that saved nothing yet (killed before
+    its first save) starts again by itself; otherwise the user chooses: restore last/, or --overwrite.
+    """
+    if existing_dir(out / "last") is not None:
+        return
+    best = existing_dir(out / "best")
+    step = saved.get("step") if isinstance(saved.get("step"), int) else 0
+    progress = step > 0 or bool(saved.get("history")) or saved.get("best") is not None
+    if best is None and not progress:
+        return
+    what = f"{best} holds the best dev score so far" if best is not None else f"{out / HISTORY} records {step} steps"
+    raise ValueError(f"{out / 'last'} is missing, so --resume would start {out} again from step 0 and overwrite "
+                     f"what it has ({what}); put last/ back to continue, or pass --overwrite to discard the run")
 
 
 def _build_model(s: dict, task, resume_from: Path | None):

@@ -4,6 +4,7 @@ stop / resume, and the `minibert train` command end to end on the embedded MiniL
 import contextlib
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -309,6 +310,27 @@ def test_stopped_then_resumed_equals_the_straight_run_and_overwrite_starts_again
     code, _, _ = run(small(out, "--overwrite", "--time-limit", "1e-9"))
     record = json.loads((out / "history.json").read_text())
     assert code == 0 and record["step"] == 1 and len(record["history"]) == 1 and not (out / "best").exists()
+
+
+def test_resume_without_last_is_refused_rather_than_restarting_over_best(straight, tmp_path):
+    reference, _ = straight
+    out = tmp_path / "sst2"
+    shutil.copytree(reference, out)
+    record = json.loads((out / "history.json").read_text())
+    (out / "history.json").write_text(json.dumps({**record, "status": "stopped"}))
+    shutil.rmtree(out / "last")
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, stdout, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 2 and f"{out / 'last'} is missing" in stderr and f"{out / 'best'} holds the best" in stderr
+    assert "--overwrite" in stderr and len(stderr.strip().splitlines()) == 1 and "step 0" not in stdout
+    assert files == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}  # best/ untouched
+
+    # No best/ yet, but history.json records steps done: refused too.
+    code, _, _ = run(small(tmp_path / "early", "--time-limit", "1e-9"))
+    assert code == 0 and not (tmp_path / "early" / "best").exists()
+    shutil.rmtree(tmp_path / "early" / "last")
+    code, _, stderr = run(["train", "--out", str(tmp_path / "early"), "--resume"])
+    assert code == 2 and "history.json records 1 steps" in stderr
 
 
 @pytest.mark.parametrize("signum, said, why", [(signal.SIGINT, "Ctrl-C", "interrupted"),
