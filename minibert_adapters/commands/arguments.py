@@ -9,7 +9,9 @@ import math
 import os
 from pathlib import Path
 
-EXIT_CODES = "exit status: 0 success, 1 a checked fact fails (check / crosscheck), 2 bad input, 130 interrupted"
+EXIT_CODES = ("exit status: 0 success, 1 a checked fact fails (check / crosscheck), 2 bad input, 3 training "
+              "diverged (train: a non-finite loss or gradient; history.json says 'diverged'), 130 interrupted")
+DIVERGED = 3  # the exit status of a `minibert train` that diverged (EXIT_CODES)
 
 
 def positive_int(text):

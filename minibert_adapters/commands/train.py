@@ -22,6 +22,7 @@ import numpy as np
 from adapters import load_adapter, save_adapter
 from minibert import BertForSequenceClassification, Tokenizer
 from minibert_adapters.commands.arguments import (
+    DIVERGED,
     check_max_length,
     positive_float,
     writable_folder,
@@ -49,7 +50,8 @@ from minibert_adapters.training.settings import (
 
 TRAIN_EPILOG = """\
 output (--out DIR):
-  DIR/history.json  settings, status (running / stopped / complete), every step's loss, the dev results, best
+  DIR/history.json  settings, status (running / stopped / complete / diverged), every step's loss, the dev
+                    results, best
   DIR/best/         the adapter (adapter_config.json + adapter.safetensors; load with adapters.load_adapter)
                     or, in the other modes, the whole model (config.json + model.safetensors) with the best
                     dev score so far, and metrics.json
@@ -66,7 +68,12 @@ second runs:
                Without DIR/last/ a run with a best/ or steps done is refused (it would restart over best/).
   --overwrite  delete its history.json, best/ and last/ and start again.
 
-exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad input, 130 interrupted.
+diverging:
+  A step whose loss or gradient norm is not finite (a learning rate far too high) stops the run there, before
+  its update: nothing of it is saved (best/ and last/ keep the last finite weights), history.json says
+  "diverged", and the exit status is 3. --resume of a diverged run only reports it.
+
+exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad input, 3 diverged, 130 interrupted.
 """
 
 
@@ -183,6 +190,11 @@ def _train(args, out: Path | None) -> int:
         print(f"{out} holds a complete run ({saved['step']} steps); final dev {json.dumps(saved.get('final'))}; "
               f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
         return 0
+    if saved is not None and saved.get("status") == "diverged":
+        # Resumed, it would take the same steps to the same non-finite loss: the settings must change.
+        print(f"minibert train: {out} holds a run that diverged ({_diverged_text(saved.get('diverged'))}); "
+              "nothing to do: start it again with another --lr (--overwrite) or in another --out", file=sys.stderr)
+        return DIVERGED
     if saved is not None:
         _check_resumable(out, saved)
     task = TASKS[s["task"]]
@@ -239,8 +251,9 @@ def _train(args, out: Path | None) -> int:
         saved_at = f"; {out}/last holds the last saved step" if out is not None else ""
         print(f"aborted{saved_at}", file=sys.stderr)
         return 130
-    record.update(status="stopped" if result["stopped"] else "complete", step=result["step"], best=result["best"],
-                  final=result["final"], history=result["history"])
+    status = "diverged" if result["diverged"] else "stopped" if result["stopped"] else "complete"
+    record.update(status=status, step=result["step"], best=result["best"], final=result["final"],
+                  history=result["history"], diverged=result["diverged"])
     if out is not None:
         write_json(out / HISTORY, record)
     return _report(result, s, task, out, stop, args.time_limit)
@@ -328,8 +341,22 @@ def _progress_printer(s: dict, task, state):
     return log
 
 
+def _diverged_text(diverged) -> str:
+    diverged = diverged if isinstance(diverged, dict) else {}
+    return f"at step {diverged.get('step', '?')}: {diverged.get('reason', 'not finite')}"
+
+
 def _report(result: dict, s: dict, task, out: Path | None, stop, time_limit) -> int:
     best = result["best"]
+    if result["diverged"]:
+        kept = ""
+        if out is not None:
+            last, best_dir = existing_dir(out / "last"), existing_dir(out / "best")
+            kept = (f"; kept: {best_dir} (step {best['step']})" if best_dir and best else "; nothing saved in best/") + (
+                f", {last} (the last finite step saved)" if last else ", nothing in last/")
+        print(f"minibert train: error: diverged {_diverged_text(result['diverged'])}; stopped before that update"
+              f"{kept}; try a lower --lr", file=sys.stderr)
+        return DIVERGED
     if result["stopped"]:
         why = f"{stop.signal_name}" if stop.interrupted else f"time limit {time_limit:g}s"
         where = f"; saved to {out}/last, continue with --resume" if out is not None else ""

@@ -15,7 +15,8 @@ is one `minibert train` run folder, OUT/runs/TASK/METHOD/lrLR-epE-seedS, so it i
 locks and Ctrl-C handling; the exact command is kept in its command.txt. Runs are started in the order of
 value: seed 0 before seed 1, and each method's first-listed learning rate (the expected best) before the others.
 `run` skips complete runs, resumes stopped ones, and stops cleanly at --time-limit, so a grid can be run in
-slices over several sessions.
+slices over several sessions. A run that diverged (a non-finite loss: its learning rate is too high) is a
+result, not a failure: it is recorded as "diverged", never retried, and the grid goes on.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from minibert_adapters.commands.arguments import DIVERGED
 from minibert_adapters.training.checkpoints import HISTORY, TRAINER_STATE, RunLock, read_json
 from minibert_adapters.training.data import TASKS
 from minibert_adapters.training.loop import MODES
@@ -168,8 +170,12 @@ def _check_filter(option: str, chosen, available) -> None:
                          f"{', '.join(map(_fmt, available))}")
 
 
+DONE = ("complete", "diverged")  # statuses the runner never starts again
+
+
 def run_status(folder: Path) -> str:
-    """"complete", "running" (a live `minibert train` holds the folder), "stopped" (resumable), "no-state"
+    """"complete", "diverged" (stopped at a non-finite loss; rerunning it would diverge the same way),
+    "running" (a live `minibert train` holds the folder), "stopped" (resumable), "no-state"
     (stopped, but its saved state is not here: weights and optimizer state are never committed, so a clone
     has none; the runner starts it again), "new", or "damaged" (an unreadable history.json, which the runner
     leaves alone for a person to look at)."""
@@ -182,8 +188,8 @@ def run_status(folder: Path) -> str:
         status = read_json(history, "run history").get("status")
     except ValueError:
         return "damaged"
-    if status == "complete":
-        return "complete"
+    if status in DONE:
+        return status
     return "stopped" if (folder / "last" / TRAINER_STATE).is_file() else "no-state"
 
 
@@ -224,8 +230,10 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
         statuses = [run_status(out / c.folder) for c in todo]
         for i, (cell, status) in enumerate(zip(todo, statuses)):
             print(f"[{i + 1}/{len(todo)}] {status:<8} {out / cell.folder}")
-        print(f"grid {grid_path}: {statuses.count('complete')} of {len(todo)} runs complete, "
-              f"{len(todo) - statuses.count('complete')} to go (dry run: nothing started)")
+        gone = statuses.count("diverged")
+        print(f"grid {grid_path}: {statuses.count('complete')} of {len(todo)} runs complete"
+              f"{f', {gone} diverged' if gone else ''}, {sum(s not in DONE for s in statuses)} to go (dry run: "
+              "nothing started)")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     # Several grids may share one results folder (run folders are named by task, method, lr, epochs, seed).
@@ -240,7 +248,9 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
         folder = running.pop(child)
         forward.children.discard(child)
         code = child.wait()
-        if code not in (0, 130):
+        if code == DIVERGED and run_status(folder) == "diverged":
+            print(f"  {folder}: diverged (recorded; not run again); see {folder / LOG}", flush=True)
+        elif code not in (0, 130):
             failed += 1
             print(f"  {folder}: minibert train exited {code}; see {folder / LOG}", flush=True)
         elif jobs > 1:
@@ -252,7 +262,7 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
         for i, cell in enumerate(todo):
             folder = out / cell.folder
             status = run_status(folder)
-            if status == "complete":
+            if status in DONE:
                 continue
             while len(running) >= jobs:  # wait for a free slot
                 finish(_wait_any(running))
@@ -287,10 +297,13 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    left = sum(run_status(out / c.folder) != "complete" for c in todo)
+    statuses = [run_status(out / c.folder) for c in todo]
+    left = sum(status not in DONE for status in statuses)
+    gone = statuses.count("diverged")
     advice = (f"; {failed} failed: see each one's {LOG}, fix the cause, then run again" if failed else
               " (stopped; run again to continue)" if left else "")
-    print(f"grid {grid_path}: {len(todo) - left} of {len(todo)} runs complete, {left} to go{advice}", flush=True)
+    print(f"grid {grid_path}: {statuses.count('complete')} of {len(todo)} runs complete"
+          f"{f', {gone} diverged' if gone else ''}, {left} to go{advice}", flush=True)
     if forward.stop and left:
         return 130
     return 1 if failed else 0

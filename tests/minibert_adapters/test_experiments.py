@@ -116,6 +116,9 @@ if out.name == os.environ.get("FAKE_FAIL"):
     print("minibert train: error: something", file=sys.stderr)
     sys.exit(2)
 out.mkdir(parents=True, exist_ok=True)
+if out.name == os.environ.get("FAKE_DIVERGE"):  # what a diverged train leaves, and its exit status
+    (out / "history.json").write_text(json.dumps({{"status": "diverged", "diverged": {{"step": 3}}}}))
+    sys.exit(3)
 status = os.environ.get("FAKE_STATUS", "complete")
 (out / "history.json").write_text(json.dumps({{"status": status}}))
 if status == "stopped":  # what --resume needs (never committed with a run)
@@ -194,6 +197,20 @@ def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_
     assert "3 failed: see each one's train.log, fix the cause, then run again" in printed
     assert len(calls()) == 5 and run_status(out / "runs/sst2/full/lr0.0001-ep2-seed0") == "complete"
     assert (damaged / "history.json").read_text() == "{not json"  # left for a person to look at
+
+
+def test_a_diverged_run_is_recorded_not_retried_and_the_grid_goes_on(tmp_path, fake_train, monkeypatch, capsys):
+    python, calls = fake_train
+    out = tmp_path / "results"
+    monkeypatch.setenv("FAKE_DIVERGE", "lr0.001-ep2-seed0")  # adapter-8 at its first lr, seed 0, on both tasks
+    assert run_grid(grid_file(tmp_path), out, python=python) == 0  # a diverged run is a result, not a failure
+    printed = capsys.readouterr().out
+    folder = out / "runs/sst2/adapter-8/lr0.001-ep2-seed0"
+    assert run_status(folder) == "diverged" and f"{folder}: diverged (recorded; not run again)" in printed
+    assert len(calls()) == 12 and "10 of 12 runs complete, 2 diverged, 0 to go" in printed
+    assert run_grid(grid_file(tmp_path), out, python=python) == 0 and len(calls()) == 12  # not retried
+    assert main(["experiments", "run", "--grid", str(grid_file(tmp_path)), "--out", str(out), "--dry-run"]) == 0
+    assert f"diverged {folder}" in capsys.readouterr().out
 
 
 def test_a_folder_held_by_a_live_train_is_left_to_it(tmp_path, fake_train, capsys):
@@ -286,6 +303,19 @@ def test_the_report_writes_the_table_every_run_and_what_is_missing(tmp_path):
     assert {(r["task"], r["method"], r["n"]) for r in results} == {("sst2", "adapter-8", 2), ("cola", "full", 1)}
     assert all(r["trainable"] == 1000 and r["pretrained"] == 100_000 for r in results)
     assert {(r["method"], r["mode"]) for r in results} == {("adapter-8", "adapter"), ("full", "full")}
+
+
+def test_the_report_shows_a_diverged_run_as_diverged_and_not_as_to_do(tmp_path):
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    fake_run(tmp_path, "full", 1e-4, 0, 0.5, mode="full", status="diverged", steps=0)
+    (tmp_path / "grids").mkdir()
+    (tmp_path / "grids" / "g.json").write_text(json.dumps({**GRID, "tasks": ["sst2"], "task_settings": {}, "seeds": [0]}))
+    write_report(tmp_path, figures=False)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| sst2 | full | 0.0001 | 2 | 0 | diverged | 0/20 | - | - | - |" in text
+    assert "1 complete runs, 1 diverged" in text and "runs/sst2/full/lr0.0001-ep2-seed0" not in text.split(
+        "## Runs still to do")[1]
+    assert [r["method"] for r in json.loads((tmp_path / "results.json").read_text())] == ["adapter-8"]
 
 
 def test_the_report_draws_the_figures_when_matplotlib_is_there(tmp_path):

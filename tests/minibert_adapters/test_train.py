@@ -333,6 +333,38 @@ def test_resume_without_last_is_refused_rather_than_restarting_over_best(straigh
     assert code == 2 and "history.json records 1 steps" in stderr
 
 
+def test_a_diverging_run_stops_at_the_first_non_finite_step_saves_nothing_non_finite_and_exits_3(tmp_path):
+    needs_real()
+    out = tmp_path / "run"
+    code, stdout, stderr = run(small(out, "--lr", "1e6", "--steps", "6", "--save-every", "1"))
+    assert code == 3 and "done:" not in stdout
+    record = json.loads((out / "history.json").read_text())
+    assert record["status"] == "diverged" and record["final"] is None
+    step = record["diverged"]["step"]
+    assert f"diverged at step {step}: loss" in stderr and len(stderr.strip().splitlines()) == 1
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["grad_norm"]) for r in record["history"])
+    assert [r["step"] for r in record["history"]] == list(range(1, step))  # the diverged step was not taken
+    for kind in ("best", "last"):
+        if (out / kind).exists():
+            assert all(np.isfinite(t).all() for t in tensors(out / kind).values()), kind
+    assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == step - 1
+    assert not list(out.glob(".*.tmp"))
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 3 and "diverged" in stderr and "--overwrite" in stderr
+    assert files == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}  # reported, not retrained
+
+
+def test_without_clipping_a_non_finite_gradient_still_stops_the_loop():
+    model = tiny_model()
+    set_trainable(model, "full")
+    model.classifier.weight.data[0, 0] = np.inf
+    config = TrainConfig(steps=5, lr=1e-3, batch_size=8, max_length=16, clip=0.0)
+    result = fine_tune(model, DigitTokenizer(), TRAIN, DEV, config)
+    assert result["diverged"]["step"] == 1 and result["step"] == 0 and result["history"] == []
+    assert result["final"] is None and result["best"] is None
+
+
 @pytest.mark.parametrize("signum, said, why", [(signal.SIGINT, "Ctrl-C", "interrupted"),
                                                (signal.SIGTERM, "SIGTERM", "terminated")])
 def test_ctrl_c_or_sigterm_saves_the_last_step_and_exits_130(tmp_path, signum, said, why):
