@@ -24,6 +24,7 @@ from minibert import BertForSequenceClassification, Tokenizer
 from minibert_adapters.commands.arguments import (
     DIVERGED,
     check_max_length,
+    output_that_outlives_its_reader,
     positive_float,
     writable_folder,
 )
@@ -57,8 +58,9 @@ output (--out DIR):
                     dev score so far, and metrics.json
   DIR/last/         the same for the latest step, plus trainer_state.json + optimizer.npz for --resume
   Each folder is written beside the old one and swapped in, so a crash or Ctrl-C never loses it.
-  Saved after every evaluation, every --save-every steps, at the end, and on Ctrl-C (first Ctrl-C: finish
-  the step, save, exit 130; second: abort at once).
+  Saved after every evaluation, every --save-every steps, at the end, and on Ctrl-C, SIGTERM or SIGHUP (a
+  closed terminal; first signal: finish the step, save, exit 130; second: abort at once). Output that can no
+  longer be shown (its terminal or pipe closed) is dropped; the run goes on.
 
 second runs:
   An --out that already holds a run is refused unless
@@ -104,9 +106,13 @@ def subsample(examples, n, seed):
     return [examples[i] for i in keep]
 
 
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+
+
 class _Stop:
-    """should_stop for fine_tune: True after a first Ctrl-C or SIGTERM (a second one aborts at once), or past
-    the time limit. SIGTERM is what `timeout`, batch schedulers and `docker stop` send: it saves like Ctrl-C."""
+    """should_stop for fine_tune: True after a first Ctrl-C, SIGTERM or SIGHUP (a second one aborts at once), or
+    past the time limit. SIGTERM is what `timeout`, batch schedulers and `docker stop` send, SIGHUP what a closed
+    terminal (or a dropped ssh session) sends: each saves like Ctrl-C."""
 
     def __init__(self, time_limit):
         self.time_limit, self.start = time_limit, time.perf_counter()
@@ -115,18 +121,18 @@ class _Stop:
     def on_signal(self, signum, frame):
         if self.interrupted:
             raise KeyboardInterrupt
-        self.interrupted, self.signal_name = True, "interrupted" if signum == signal.SIGINT else "terminated"
+        self.interrupted, self.signal_name = True, STOP_SIGNALS[signum]
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(f"\n{what}: stopping after this step and saving ({what} again to abort at once)", file=sys.stderr,
               flush=True)
 
     @contextlib.contextmanager
     def handling_signals(self):
-        """Route SIGINT and SIGTERM here while training (only the main thread may set handlers)."""
+        """Route SIGINT, SIGTERM and SIGHUP here while training (only the main thread may set handlers)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self.on_signal) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
@@ -179,7 +185,7 @@ def _cmd_train(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         writable_folder(out, "--out")  # before anything slow: a file in the way or a read-only folder
-    with RunLock(out):
+    with RunLock(out), output_that_outlives_its_reader():
         return _train(args, out)
 
 

@@ -193,8 +193,14 @@ def run_status(folder: Path) -> str:
     return "stopped" if (folder / "last" / TRAINER_STATE).is_file() else "no-state"
 
 
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _Forward:
-    """Pass SIGINT / SIGTERM on to every running `minibert train` (each saves and exits), then stop the grid."""
+    """Pass SIGINT / SIGTERM / SIGHUP on to every running `minibert train` (each saves and exits), then stop the
+    grid. The children run in their own sessions, so a closed terminal's SIGHUP reaches them only from here;
+    left to its default, it would end the runner and then each child at its next write into the runner's pipe,
+    unsaved."""
 
     def __init__(self):
         self.children, self.stop = set(), False
@@ -241,7 +247,7 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     (out / "grids" / Path(grid_path).name).write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
     start, forward, failed = time.monotonic(), _Forward(), 0
     running = {}  # child process -> its run folder
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
 
     def finish(child):
         nonlocal failed

