@@ -18,9 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 
 from adapters import load_adapter, save_adapter
+from adapters.io import WEIGHTS_NAME as ADAPTER_WEIGHTS
 from minibert import BertForSequenceClassification, Tokenizer
+from minibert.weights import WEIGHTS_NAME as MODEL_WEIGHTS
 from minibert_adapters.commands.arguments import (
     DIVERGED,
     check_max_length,
@@ -30,6 +33,8 @@ from minibert_adapters.commands.arguments import (
 )
 from minibert_adapters.training.checkpoints import (
     HISTORY,
+    OPTIMIZER_STATE,
+    TRAINER_STATE,
     RunLock,
     existing_dir,
     load_trainer_state,
@@ -39,7 +44,7 @@ from minibert_adapters.training.checkpoints import (
     write_json,
 )
 from minibert_adapters.training.data import TASKS, read_task
-from minibert_adapters.training.loop import ADAPTER_NAME, fine_tune, set_trainable
+from minibert_adapters.training.loop import ADAPTER_NAME, StateMismatch, fine_tune, set_trainable
 from minibert_adapters.training.settings import (
     ADDED_LATER,
     DEFAULT_LR,
@@ -253,6 +258,10 @@ def _train(args, out: Path | None) -> int:
             result = fine_tune(model, tok, train_ex, dev_ex, config, log=_progress_printer(s, task, state),
                                checkpoint=_checkpointer(model, s["mode"], out, record) if out else None,
                                should_stop=stop, state=state)
+    except StateMismatch as e:  # the saved state is read before any step: name the file that holds it
+        held_in = OPTIMIZER_STATE if e.part == "optimizer" else TRAINER_STATE
+        raise ValueError(f"{existing_dir(out / 'last')}/{held_in}: {e}; use --overwrite to start the run "
+                         "again") from None
     except KeyboardInterrupt:
         saved_at = f"; {out}/last holds the last saved step" if out is not None else ""
         print(f"aborted{saved_at}", file=sys.stderr)
@@ -316,17 +325,32 @@ def _checkpointer(model, mode: str, out: Path, record: dict):
     """checkpoint(kind, trainer_state) for fine_tune: the adapter (or whole model) into out/kind, swapped in."""
     def checkpoint(kind, st):
         tmp = out / f".{kind}.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        if mode == "adapter":
-            save_adapter(model, ADAPTER_NAME, tmp)
-        else:
-            model.save_pretrained(tmp)
-        if kind == "last":
-            save_trainer_state(tmp, st)
-        else:
-            write_json(tmp / "metrics.json", st["best"])
-        replace_dir(tmp, out / kind)
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            if mode == "adapter":
+                save_adapter(model, ADAPTER_NAME, tmp)
+            else:
+                model.save_pretrained(tmp)
+            if kind == "last":
+                save_trainer_state(tmp, st)
+            else:
+                write_json(tmp / "metrics.json", st["best"])
+            replace_dir(tmp, out / kind)
+        except (OSError, SafetensorError) as e:  # safetensors reports its I/O errors as its own exception
+            # A full disk or `ulimit -f` ("File too large"): the half-written folder goes, the old one stays, and
+            # the message names the file (the one left with a .tmp suffix, when the error itself names none).
+            pending = [p.name.removesuffix(".tmp") for p in tmp.glob("*.tmp")] if tmp.is_dir() else []
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and e.errno is None:  # already names its file (checkpoints.write_or_clean_up)
+                what = str(e).replace(str(tmp), str(out / kind))  # the file as the user knows it, not its draft
+            else:
+                # safetensors removes its half-written file and names none: it writes only the weights file.
+                weights = ADAPTER_WEIGHTS if mode == "adapter" else MODEL_WEIGHTS
+                name = out / kind / weights if isinstance(e, SafetensorError) else \
+                    out / kind / pending[0] if pending else getattr(e, "filename", None) or out / kind
+                what = f"{name}: {getattr(e, 'strerror', None) or e}"
+            raise OSError(f"cannot save {out / kind} ({what}); it keeps its previous state") from None
         record.update(step=st["step"], best=st["best"], history=st["history"])
         write_json(out / HISTORY, record)
     return checkpoint

@@ -179,6 +179,15 @@ def _generators(model) -> list:
     return found
 
 
+class StateMismatch(ValueError):
+    """A trainer state that does not fit the run it is given to; `part` is "optimizer" (the moments' count or
+    shapes) or "trainer" (steps, schedule, generators), so a caller can name the file that holds it."""
+
+    def __init__(self, part: str, message: str):
+        super().__init__(message)
+        self.part = part
+
+
 def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, log=None, checkpoint=None,
               should_stop=None, state=None) -> dict:
     """Train the parameters that require grad for `config.steps` optimizer steps (AdamW + linear warmup/decay).
@@ -214,12 +223,23 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
     if state is not None:
         if state["steps"] != steps:
             raise ValueError(f"the saved run trains {state['steps']} steps, not {steps} (the schedule depends on it)")
-        opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if len(state["generators"]) != len(generators):
-            raise ValueError("the saved run has another number of random generators (another model?)")
-        for g, saved in zip(generators, state["generators"]):
-            g.bit_generator.state = saved
+        try:
+            opt.load_state_dict(state["optimizer"])
+            for i, saved in state["optimizer"]["state"].items():
+                # load_state_dict checks counts only: moments of other shapes would fail mid-step, unexplained.
+                shapes = {saved["exp_avg"].shape, saved["exp_avg_sq"].shape}
+                if not 0 <= int(i) < len(params) or shapes != {params[int(i)].shape}:
+                    raise ValueError(f"moments of parameter {i} have shape {sorted(shapes)}, not the model's")
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise StateMismatch("optimizer", f"the saved optimizer state does not fit this model: {e}") from None
+        try:
+            schedule.load_state_dict(state["schedule"])
+            if len(state["generators"]) != len(generators):
+                raise ValueError("the saved run has another number of random generators (another model?)")
+            for g, saved in zip(generators, state["generators"]):
+                g.bit_generator.state = saved
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateMismatch("trainer", f"the saved schedule or random generators do not fit: {e}") from None
         history, best, step = list(state["history"]), state["best"], state["step"]
         seconds_before = state["seconds"]
 

@@ -365,6 +365,81 @@ def test_without_clipping_a_non_finite_gradient_still_stops_the_loop():
     assert result["final"] is None and result["best"] is None
 
 
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A run stopped after its first step, with last/ to resume from."""
+    needs_real()
+    out = tmp_path_factory.mktemp("stopped") / "sst2"
+    code, _, stderr = run(small(out, "--time-limit", "1e-9"))
+    assert code == 0, stderr
+    return out
+
+
+def _truncated(data):
+    return data[:len(data) // 2]
+
+
+def _other_shapes(data):
+    with np.load(io.BytesIO(data)) as arrays:
+        changed = {k: np.zeros(3) for k in arrays.files}
+    buffer = io.BytesIO()
+    np.savez(buffer, **changed)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, damage, said", [
+    ("optimizer.npz", _truncated, "damaged optimizer state"),
+    ("optimizer.npz", lambda data: b"garbage", "damaged optimizer state"),
+    ("optimizer.npz", lambda data: b"", "damaged optimizer state"),
+    ("optimizer.npz", lambda data: data.replace(b"exp_avg_sq", b"exp_avg_xx"), "damaged optimizer state"),
+    ("optimizer.npz", _other_shapes, "does not fit this model"),
+    ("trainer_state.json", _truncated, "cannot read the trainer state"),
+    ("trainer_state.json", lambda data: b"[]", "is not a JSON object"),
+    ("trainer_state.json", lambda data: data.replace(b'"generators"', b'"generators": 1, "x"'), "'generators' is"),
+    ("trainer_state.json", lambda data: data.replace(b'"step":', b'"step": -1, "y":'), "step -1 of 3"),
+    ("trainer_state.json", lambda data: data.replace(b'"bit_generator"', b'"bit_generatoz"'),
+     "random generators do not fit"),
+])
+def test_a_damaged_trainer_state_is_one_line_naming_the_file(stopped, tmp_path, name, damage, said):
+    out = tmp_path / "sst2"
+    shutil.copytree(stopped, out)
+    path = out / "last" / name
+    path.write_bytes(damage(path.read_bytes()))
+    code, _, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"{path}: " in stderr and said in stderr and "--overwrite" in stderr
+
+
+def test_a_missing_optimizer_state_is_named(stopped, tmp_path):
+    out = tmp_path / "sst2"
+    shutil.copytree(stopped, out)
+    (out / "last" / "optimizer.npz").unlink()
+    code, _, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 2 and f"{out / 'last' / 'optimizer.npz'}: missing" in stderr
+
+
+# The adapter (3.0 MB) does not fit; then it does, but the optimizer state (6.1 MB) of last/ does not.
+@pytest.mark.parametrize("limit, named, saved", [(100_000, "best/adapter.safetensors", []),
+                                                 (4_000_000, "last/optimizer.npz", ["best"])])
+def test_a_save_that_runs_out_of_space_names_the_file_and_leaves_no_partial_folder(tmp_path, limit, named, saved):
+    """`ulimit -f` makes every write past `limit` bytes fail with "File too large", as a full disk would."""
+    needs_real()
+    import resource
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "minibert_adapters", *small(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "File too large" in proc.stderr and f"cannot save {out}" in proc.stderr
+    assert f"{out / named}: " in proc.stderr
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == saved
+    record = json.loads((out / "history.json").read_text())
+    assert record["step"] == (2 if saved else 0)  # history.json claims no save that failed
+
+
 @pytest.mark.parametrize("signum, said, why", [(signal.SIGINT, "Ctrl-C", "interrupted"),
                                                (signal.SIGTERM, "SIGTERM", "terminated"),
                                                (signal.SIGHUP, "SIGHUP", "hung up")])
