@@ -11,6 +11,7 @@ from minibert_adapters.commands.arguments import (
     output_that_outlives_its_reader,
     positive_float,
     positive_int,
+    writable_folder,
 )
 from minibert_adapters.experiments import grid as experiments
 from minibert_adapters.experiments.report import write_report
@@ -62,6 +63,7 @@ def _cmd_report(args) -> int:
     out = Path(args.out)
     if not out.is_dir():
         raise FileNotFoundError(f"--out {out}: no such results folder")
+    writable_folder(out, "--out")  # before reading every run and drawing the figures
     for path in write_report(out, figures=not args.no_figures):
         print(f"wrote {path}")
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from minibert_adapters.experiments.grid import COMMAND, DONE, cells, load_grid, run_status
-from minibert_adapters.training.checkpoints import HISTORY, read_json
+from minibert_adapters.training.checkpoints import HISTORY, read_json, write_or_clean_up
 from minibert_adapters.training.data import TASKS
 
 METRIC_NAMES = {"accuracy": "accuracy", "matthews": "MCC"}
@@ -279,8 +279,10 @@ def write_report(out, figures: bool = True) -> list:
               "and every step in `history.json`, and its console output in `train.log`.", "", "```"]
     lines += [r["command"] for r in sorted(runs, key=lambda r: str(r["folder"])) if r["command"]] + ["```", ""]
     path = out / "RESULTS.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    # Replaced whole or not at all: a full disk keeps the previous report rather than half of the new one.
+    write_or_clean_up(path, lambda tmp: tmp.write_text("\n".join(lines), encoding="utf-8"))
+    write_or_clean_up(out / "results.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n",
+                                                                        encoding="utf-8"))
     return [path, out / "results.json", *written]
 
 
@@ -296,6 +298,7 @@ def _results_json(best: dict) -> list:
 
 def _figures(out: Path, series: dict, points: dict, lines: list) -> list:
     from minibert_adapters.experiments import figures
+    from minibert_adapters.experiments.ablation import is_complete
 
     if not figures.have_matplotlib():
         lines.append("(not drawn: matplotlib is not installed; pip install 'minibert-adapters[figures]')")
@@ -317,6 +320,10 @@ def _figures(out: Path, series: dict, points: dict, lines: list) -> list:
                      "adapters' init std.*")
     for ablation in sorted(out.glob("ablation/*/ablation.json")):
         result = read_json(ablation, "ablation result")
+        if not is_complete(result):  # an `ablate` that stopped part-way: its spans so far, no full heatmap
+            lines.append(f"\n(ablation {ablation.parent.name}: partial, {len(result['spans'])} spans scored; not "
+                         "drawn: run `minibert ablate` again)")
+            continue
         png = ablation.with_suffix(".png")
         if not png.is_file():
             figures.ablation_heatmap(result, png)
