@@ -47,10 +47,14 @@ from minibert_adapters.training.data import TASKS, read_task
 from minibert_adapters.training.loop import ADAPTER_NAME, StateMismatch, fine_tune, set_trainable
 from minibert_adapters.training.settings import (
     ADDED_LATER,
+    BY_NAME,
     DEFAULT_LR,
     RUN_DEFAULTS,
+    SETTINGS,
     STEERING_DEFAULTS,
+    SettingError,
     add_options,
+    check_settings,
     train_config,
 )
 
@@ -66,6 +70,10 @@ output (--out DIR):
   Saved after every evaluation, every --save-every steps, at the end, and on Ctrl-C, SIGTERM or SIGHUP (a
   closed terminal; first signal: finish the step, save, exit 130; second: abort at once). Output that can no
   longer be shown (its terminal or pipe closed) is dropped; the run goes on.
+
+options and modes:
+  An option given for a mode it does not apply to is refused (exit 2), not ignored: --preset, --size and
+  --init-std apply to mode adapter, --top-k to mode top-k, --pooler to adapter, layernorm and head.
 
 second runs:
   An --out that already holds a run is refused unless
@@ -151,6 +159,17 @@ class _Stop:
         return self.interrupted or self.timed_out
 
 
+def _check_options(args, mode: str):
+    """The options given (not their defaults: each is None unless given) through `check_settings`, the check
+    every grid cell gets too: an option that does not apply to the run's `mode` is refused, not ignored and
+    recorded."""
+    given = {**{s.name: getattr(args, s.name) for s in SETTINGS}, "mode": mode}
+    try:
+        check_settings(given)
+    except SettingError as e:
+        raise ValueError(f"{BY_NAME[e.name].option} {e.value}: {e.problem}") from None
+
+
 def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
     """The run's settings from the options, the defaults and (with --resume) the saved run."""
     given = {k: getattr(args, k) for k in RUN_DEFAULTS}
@@ -196,6 +215,7 @@ def _cmd_train(args) -> int:
 
 def _train(args, out: Path | None) -> int:
     s, saved = _resolve_settings(args, out)
+    _check_options(args, s["mode"])
     if saved is not None and saved.get("status") == "complete":
         best = saved.get("best") or {}
         print(f"{out} holds a complete run ({saved['step']} steps); final dev {json.dumps(saved.get('final'))}; "
@@ -209,8 +229,6 @@ def _train(args, out: Path | None) -> int:
     if saved is not None:
         _check_resumable(out, saved)
     task = TASKS[s["task"]]
-    if s["init_std"] is not None and s["mode"] != "adapter":
-        raise ValueError(f"--init-std sets the adapters' initial weights; --mode {s['mode']} has no adapters")
     check_max_length(s["max_length"], s["model"])
     data = str(Path(s["data"]).resolve()) if s["data"] else None
     s["data"] = data

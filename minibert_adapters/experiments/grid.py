@@ -10,7 +10,9 @@ A grid file (experiments/*.json) lists tasks x methods x learning rates x epochs
      "methods": [{"name": "adapter-64", "mode": "adapter", "size": 64, "lrs": [1e-3, 3e-4]},
                  {"name": "full", "mode": "full", "lrs": [1e-4, 5e-5]}, ...]}
 
-A method takes any of `mode, preset, size, top_k, init_std, optimizer` and may override "epochs". Each cell
+A method takes any of `mode, preset, size, top_k, init_std, optimizer` and may override "epochs". `run` (and
+its dry run) checks every cell as `minibert train` checks its options (`check_settings`) before starting
+anything: a value train would refuse, or an option that does not apply to the method's mode. Each cell
 is one `minibert train` run folder, OUT/runs/TASK/METHOD/lrLR-epE-seedS, so it inherits train's --resume,
 locks and Ctrl-C handling; the exact command is kept in its command.txt. Runs are started in the order of
 value: seed 0 before seed 1, and each method's first-listed learning rate (the expected best) before the others.
@@ -35,7 +37,7 @@ from minibert_adapters.commands.arguments import DIVERGED
 from minibert_adapters.training.checkpoints import HISTORY, TRAINER_STATE, RunLock, read_json
 from minibert_adapters.training.data import TASKS
 from minibert_adapters.training.loop import MODES
-from minibert_adapters.training.settings import grid_keys
+from minibert_adapters.training.settings import SettingError, check_settings, grid_keys
 
 METHOD_OPTIONS = sorted(grid_keys("method") - {"mode"})  # a method's `minibert train` options besides its mode
 METHOD_KEYS = {"name", "mode", "lrs", "epochs", *METHOD_OPTIONS}
@@ -61,18 +63,19 @@ class Cell:
     def folder(self) -> Path:
         return Path("runs") / self.task / self.method["name"] / f"lr{self.lr:g}-ep{self.epochs}-seed{self.seed}"
 
+    def options(self) -> dict:
+        """{setting: value} of the `minibert train` options this run gives, in their command-line order."""
+        m = self.method
+        given = {"task": self.task, "mode": m["mode"], **{key: m[key] for key in METHOD_OPTIONS
+                                                          if m.get(key) is not None}}
+        given.update(lr=self.lr, epochs=self.epochs, seed=self.seed)
+        settings = {"eval_every": "epoch", **self.settings}
+        return {**given, **{key: settings[key] for key in sorted(settings) if settings[key] is not None}}
+
     def train_args(self, out: Path) -> list:
         """The `minibert train` options of this run (without --resume / --time-limit / --data)."""
-        m = self.method
-        args = ["--task", self.task, "--mode", m["mode"]]
-        for key in METHOD_OPTIONS:
-            if m.get(key) is not None:
-                args += [f"--{key.replace('_', '-')}", _fmt(m[key])]
-        args += ["--lr", _fmt(self.lr), "--epochs", str(self.epochs), "--seed", str(self.seed)]
-        settings = {"eval_every": "epoch", **self.settings}
-        for key in sorted(settings):
-            if settings[key] is not None:
-                args += [f"--{key.replace('_', '-')}", _fmt(settings[key])]
+        args = [part for key, value in self.options().items() for part in (f"--{key.replace('_', '-')}",
+                                                                             _fmt(value))]
         return args + ["--out", str(out / self.folder)]
 
 
@@ -128,6 +131,17 @@ def load_grid(path) -> dict:
     if len(set(grid["seeds"])) < len(grid["seeds"]):
         raise bad("'seeds' has a repeated seed")
     return grid
+
+
+def check_cells(grid: dict, grid_path) -> None:
+    """Every cell of the grid through `check_settings`, the check `minibert train` gives its options, so that
+    a value train would refuse (or an option that does not apply to its mode) stops the grid before anything
+    starts, not hours later in one run's train.log; a ValueError naming the file, the cell and the field."""
+    for cell in cells(grid):
+        try:
+            check_settings(cell.options())
+        except SettingError as e:
+            raise ValueError(f"{grid_path}: cell {cell.folder}: '{e.name}' {_fmt(e.value)}: {e.problem}") from None
 
 
 def _positive(value, kind) -> bool:
@@ -225,6 +239,7 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     starts and ends.
     """
     grid, out = load_grid(grid_path), Path(out)
+    check_cells(grid, grid_path)  # every cell, not only the filtered ones: a grid is checked whole
     todo = cells(grid, tasks, methods, seeds, first_lrs, lrs, epochs)
     env = dict(os.environ)
     if threads is not None:

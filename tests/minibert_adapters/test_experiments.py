@@ -96,6 +96,42 @@ def test_a_bad_grid_is_refused_naming_the_file(tmp_path, change, message):
     assert str(path) in str(info.value) and message in str(info.value)
 
 
+@pytest.mark.parametrize("change, field, value, problem", [
+    ({"methods": [{"name": "full", "mode": "full", "size": 8, "lrs": [1e-4]}]}, "size", "8",
+     "does not apply to mode full, which has no adapters"),
+    ({"methods": [{"name": "a", "mode": "adapter", "top_k": 2, "lrs": [1e-4]}]}, "top_k", "2",
+     "does not apply to mode adapter"),
+    ({"methods": [{"name": "t", "mode": "top-k", "top_k": 1, "pooler": "frozen", "lrs": [1e-4]}]}, "pooler",
+     "frozen", "does not apply to mode top-k, which always trains the pooler"),
+    ({"methods": [{"name": "a", "mode": "adapter", "size": 0, "lrs": [1e-4]}]}, "size", "0",
+     "expected a positive integer, got '0'"),
+    ({"methods": [{"name": "a", "mode": "adapter", "preset": "houlsbyy", "lrs": [1e-4]}]}, "preset", "houlsbyy",
+     "unknown adapter preset 'houlsbyy'"),
+    ({"settings": {"batch_size": 0}}, "batch_size", "0", "expected a positive integer, got '0'"),
+    ({"task_settings": {"rte": {"eval_every": "sometimes"}}}, "eval_every", "sometimes", "expected a positive"),
+])
+def test_every_cell_of_a_grid_is_checked_as_train_would_before_anything_starts(tmp_path, fake_train, capsys, change,
+                                                                               field, value, problem):
+    python, calls = fake_train
+    path = grid_file(tmp_path, {**GRID, **change})
+    out = tmp_path / "results"
+    bad = next(c for c in cells(load_grid(path)) if str(c.options().get(field)) == value)
+    for dry_run in (True, False):
+        with pytest.raises(ValueError) as info:
+            run_grid(path, out, python=python, dry_run=dry_run, seeds=[1])  # a slice without the cell: still checked
+        message = str(info.value)
+        assert message.startswith(f"{path}: cell {bad.folder}: '{field}' {value}: ") and problem in message, message
+    assert calls() == [] and not out.exists() and capsys.readouterr().out == ""
+    # the words `minibert train` gives for the same option (argparse's usage error for a value its type refuses)
+    option, said = f"--{field.replace('_', '-')}", message.split(": ", 3)[3]
+    try:
+        code = main(["train", *bad.train_args(tmp_path), "--data", str(tmp_path / "none")])
+    except SystemExit as usage_error:
+        code = usage_error.code
+    err = capsys.readouterr().err
+    assert code == 2 and (f"{option} {value}: {said}" in err or f"argument {option}: {said}" in err), err
+
+
 # A stand-in for `python -m minibert_adapters train ...`: records its arguments, then writes a history.json with
 # the status that FAKE_STATUS names for this run folder (default: complete), or exits with FAKE_EXIT.
 FAKE_TRAIN = """\
