@@ -400,10 +400,10 @@ def _report(result: dict, s: dict, task, out: Path | None, stop, time_limit) -> 
         kept = ""
         if out is not None:
             last, best_dir = existing_dir(out / "last"), existing_dir(out / "best")
-            kept = (f"; kept: {best_dir} (step {best['step']})" if best_dir and best else "; nothing saved in best/") + (
-                f", {last} (the last finite step saved)" if last else ", nothing in last/")
-        print(f"minibert train: error: diverged {_diverged_text(result['diverged'])}; stopped before that update"
-              f"{kept}; try a lower --lr", file=sys.stderr)
+            kept = f"; kept: {best_dir} (step {best['step']})" if best_dir and best else "; nothing in best/"
+            kept += f", {last} (the last finite step saved)" if last else ", nothing in last/"
+        print(f"minibert train: error: diverged {_diverged_text(result['diverged'])}; nothing of that step was "
+              f"saved{kept}; try a lower --lr", file=sys.stderr)
         return DIVERGED
     if result["stopped"]:
         why = f"{stop.signal_name}" if stop.interrupted else f"time limit {time_limit:g}s"

@@ -161,7 +161,7 @@ def check_settings(given: dict) -> dict:
         if setting.choices is not None and parsed[name] not in setting.choices:
             raise SettingError(name, value, f"choose one of {', '.join(setting.choices)}")
     mode = parsed.get("mode", BY_NAME["mode"].default)
-    for name, value in parsed.items():
+    for name in parsed:
         modes = BY_NAME[name].modes
         if modes is not None and mode not in modes:
             raise SettingError(name, given[name], f"does not apply to mode {mode}, which {BY_NAME[name].lacking} "

@@ -380,7 +380,8 @@ def test_the_report_shows_a_diverged_run_as_diverged_and_not_as_to_do(tmp_path):
     fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
     fake_run(tmp_path, "full", 1e-4, 0, 0.5, mode="full", status="diverged", steps=0)
     (tmp_path / "grids").mkdir()
-    (tmp_path / "grids" / "g.json").write_text(json.dumps({**GRID, "tasks": ["sst2"], "task_settings": {}, "seeds": [0]}))
+    one_task = {**GRID, "tasks": ["sst2"], "task_settings": {}, "seeds": [0]}
+    (tmp_path / "grids" / "g.json").write_text(json.dumps(one_task))
     write_report(tmp_path, figures=False)
     text = (tmp_path / "RESULTS.md").read_text()
     assert "| sst2 | full | 0.0001 | 2 | 0 | diverged | 0/20 | - | - | - |" in text
