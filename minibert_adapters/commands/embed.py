@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 
@@ -51,7 +52,15 @@ def run(args) -> int:
             chunks.append(sentence_embeddings(out, enc["attention_mask"], normalize=not args.no_normalize).data)
     emb = np.concatenate(chunks)
     if out_file is not None:
-        np.save(out_file, emb)
+        from minibert_adapters.training.checkpoints import write_or_clean_up
+
+        def save(tmp):
+            # Through memory, then Python's own write: np.save into a real file goes through C stdio, and a write
+            # cut short there (`ulimit -f`) left a truncated .npy and no error at all.
+            buffer = io.BytesIO()
+            np.save(buffer, emb)
+            tmp.write_bytes(buffer.getvalue())
+        write_or_clean_up(out_file, save)  # a full disk leaves no half-written .npy, and the error names it
         print(f"wrote {emb.shape} {emb.dtype} embeddings to {out_file}")
         return 0
     np.set_printoptions(precision=6, suppress=True, linewidth=120, threshold=sys.maxsize if args.full else 1000)

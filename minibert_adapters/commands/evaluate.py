@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minibert_adapters.commands.arguments import EXIT_CODES, positive_int
+from minibert_adapters.commands.arguments import EXIT_CODES, positive_int, writable_folder
 from minibert_adapters.training.checkpoints import HISTORY, existing_dir, read_json
 from minibert_adapters.training.data import FORMATS, TASKS, Example, read_table
 from minibert_adapters.training.loop import predict_logits
@@ -132,8 +132,10 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from minibert_adapters.experiments.ablation import ablate_spans, write_ablation
+    from minibert_adapters.experiments.ablation import ablate_spans, write_ablation, write_ablation_json
 
+    # Before any evaluation: a file in the way or a read-only folder found at the end would lose every score.
+    out = writable_folder(args.out, "--out")
     loaded = load_trained(args.model, args.base_model, args.checkpoint)
     if loaded.adapter is None:
         raise ValueError(f"--model {args.model}: a full model has no adapters to switch off")
@@ -146,9 +148,13 @@ def _cmd_ablate(args) -> int:
         logits = predict_logits(loaded.model, loaded.tok, examples, max_length=max_length)
         return classification_metrics(logits.argmax(-1), [e.label for e in examples], logits.shape[1])[metric]
 
-    result = ablate_spans(loaded.model, loaded.adapter, score, log=lambda line: print(line, flush=True))
-    result.update(metric=metric, n=len(examples), model=str(args.model), data=str(args.data))
-    written = write_ablation(result, Path(args.out))
+    about = {"metric": metric, "n": len(examples), "model": str(args.model), "data": str(args.data)}
+    # Each score is kept as it comes (ablation.json says "complete": false until the last): a crash, Ctrl-C or
+    # full disk later loses only the spans not yet scored.
+    result = ablate_spans(loaded.model, loaded.adapter, score, log=lambda line: print(line, flush=True),
+                          partial=lambda so_far: write_ablation_json({**so_far, **about}, out))
+    result.update(about)
+    written = write_ablation(result, out)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
@@ -201,6 +207,7 @@ def register(sub):
     _model_options(p)
     _inputs(p, True)
     p.add_argument("--metric", choices=("accuracy", "f1", "mcc"), help="default: the task's (mcc for CoLA)")
-    p.add_argument("--out", required=True, help="folder for ablation.json and ablation.png")
+    p.add_argument("--out", required=True, help="folder for ablation.json (rewritten after every span, "
+                                                "'complete': false until the last) and ablation.png")
     p.set_defaults(func=_cmd_ablate)
 

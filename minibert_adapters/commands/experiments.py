@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from minibert_adapters.commands.arguments import EXIT_CODES, non_negative_int, positive_float, positive_int
+from minibert_adapters.commands.arguments import (
+    EXIT_CODES,
+    non_negative_int,
+    output_that_outlives_its_reader,
+    positive_float,
+    positive_int,
+    writable_folder,
+)
 from minibert_adapters.experiments import grid as experiments
 from minibert_adapters.experiments.report import write_report
 
@@ -45,15 +52,18 @@ def register(sub):
 
 
 def _cmd_run(args) -> int:
-    return experiments.run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method, args.seed,
-                    args.first_lrs, args.threads, jobs=args.jobs, lrs=args.lr, epochs=args.epochs,
-                    dry_run=args.dry_run)
+    # A closed terminal must not end the grid mid-run: its runs save on SIGHUP and their logs keep everything.
+    with output_that_outlives_its_reader():
+        return experiments.run_grid(args.grid, args.out, args.time_limit, args.data, args.task, args.method,
+                                    args.seed, args.first_lrs, args.threads, jobs=args.jobs, lrs=args.lr,
+                                    epochs=args.epochs, dry_run=args.dry_run)
 
 
 def _cmd_report(args) -> int:
     out = Path(args.out)
     if not out.is_dir():
         raise FileNotFoundError(f"--out {out}: no such results folder")
+    writable_folder(out, "--out")  # before reading every run and drawing the figures
     for path in write_report(out, figures=not args.no_figures):
         print(f"wrote {path}")
     return 0

@@ -18,16 +18,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 
 from adapters import load_adapter, save_adapter
+from adapters.io import WEIGHTS_NAME as ADAPTER_WEIGHTS
 from minibert import BertForSequenceClassification, Tokenizer
+from minibert.weights import WEIGHTS_NAME as MODEL_WEIGHTS
 from minibert_adapters.commands.arguments import (
+    DIVERGED,
     check_max_length,
+    output_that_outlives_its_reader,
     positive_float,
     writable_folder,
 )
 from minibert_adapters.training.checkpoints import (
     HISTORY,
+    OPTIMIZER_STATE,
+    TRAINER_STATE,
     RunLock,
     existing_dir,
     load_trainer_state,
@@ -37,35 +44,51 @@ from minibert_adapters.training.checkpoints import (
     write_json,
 )
 from minibert_adapters.training.data import TASKS, read_task
-from minibert_adapters.training.loop import ADAPTER_NAME, fine_tune, set_trainable
+from minibert_adapters.training.loop import ADAPTER_NAME, StateMismatch, fine_tune, set_trainable
 from minibert_adapters.training.settings import (
     ADDED_LATER,
+    BY_NAME,
     DEFAULT_LR,
     RUN_DEFAULTS,
+    SETTINGS,
     STEERING_DEFAULTS,
+    SettingError,
     add_options,
+    check_settings,
     train_config,
 )
 
 TRAIN_EPILOG = """\
 output (--out DIR):
-  DIR/history.json  settings, status (running / stopped / complete), every step's loss, the dev results, best
+  DIR/history.json  settings, status (running / stopped / complete / diverged), every step's loss, the dev
+                    results, best
   DIR/best/         the adapter (adapter_config.json + adapter.safetensors; load with adapters.load_adapter)
                     or, in the other modes, the whole model (config.json + model.safetensors) with the best
                     dev score so far, and metrics.json
   DIR/last/         the same for the latest step, plus trainer_state.json + optimizer.npz for --resume
   Each folder is written beside the old one and swapped in, so a crash or Ctrl-C never loses it.
-  Saved after every evaluation, every --save-every steps, at the end, and on Ctrl-C (first Ctrl-C: finish
-  the step, save, exit 130; second: abort at once).
+  Saved after every evaluation, every --save-every steps, at the end, and on Ctrl-C, SIGTERM or SIGHUP (a
+  closed terminal; first signal: finish the step, save, exit 130; second: abort at once). Output that can no
+  longer be shown (its terminal or pipe closed) is dropped; the run goes on.
+
+options and modes:
+  An option given for a mode it does not apply to is refused (exit 2), not ignored: --preset, --size and
+  --init-std apply to mode adapter, --top-k to mode top-k, --pooler to adapter, layernorm and head.
 
 second runs:
   An --out that already holds a run is refused unless
   --resume     continue it to its --steps: options not given are taken from the run; a different value is an
                error, except for --eval-every / --save-every / --log-every; a complete run is only reported.
                The result has the same weights as a run that was never stopped (on the same machine).
+               Without DIR/last/ a run with a best/ or steps done is refused (it would restart over best/).
   --overwrite  delete its history.json, best/ and last/ and start again.
 
-exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad input, 130 interrupted.
+diverging:
+  A step whose loss or gradient norm is not finite (a learning rate far too high) stops the run there, before
+  its update: nothing of it is saved (best/ and last/ keep the last finite weights), history.json says
+  "diverged", and the exit status is 3. --resume of a diverged run only reports it.
+
+exit status: 0 done (or stopped by --time-limit; --resume continues), 2 bad input, 3 diverged, 130 interrupted.
 """
 
 
@@ -96,9 +119,13 @@ def subsample(examples, n, seed):
     return [examples[i] for i in keep]
 
 
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated", signal.SIGHUP: "hung up"}
+
+
 class _Stop:
-    """should_stop for fine_tune: True after a first Ctrl-C or SIGTERM (a second one aborts at once), or past
-    the time limit. SIGTERM is what `timeout`, batch schedulers and `docker stop` send: it saves like Ctrl-C."""
+    """should_stop for fine_tune: True after a first Ctrl-C, SIGTERM or SIGHUP (a second one aborts at once), or
+    past the time limit. SIGTERM is what `timeout`, batch schedulers and `docker stop` send, SIGHUP what a closed
+    terminal (or a dropped ssh session) sends: each saves like Ctrl-C."""
 
     def __init__(self, time_limit):
         self.time_limit, self.start = time_limit, time.perf_counter()
@@ -107,18 +134,18 @@ class _Stop:
     def on_signal(self, signum, frame):
         if self.interrupted:
             raise KeyboardInterrupt
-        self.interrupted, self.signal_name = True, "interrupted" if signum == signal.SIGINT else "terminated"
+        self.interrupted, self.signal_name = True, STOP_SIGNALS[signum]
         what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(f"\n{what}: stopping after this step and saving ({what} again to abort at once)", file=sys.stderr,
               flush=True)
 
     @contextlib.contextmanager
     def handling_signals(self):
-        """Route SIGINT and SIGTERM here while training (only the main thread may set handlers)."""
+        """Route SIGINT, SIGTERM and SIGHUP here while training (only the main thread may set handlers)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, self.on_signal) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
@@ -130,6 +157,17 @@ class _Stop:
         if self.time_limit is not None and time.perf_counter() - self.start > self.time_limit:
             self.timed_out = True
         return self.interrupted or self.timed_out
+
+
+def _check_options(args, mode: str):
+    """The options given (not their defaults: each is None unless given) through `check_settings`, the check
+    every grid cell gets too: an option that does not apply to the run's `mode` is refused, not ignored and
+    recorded."""
+    given = {**{s.name: getattr(args, s.name) for s in SETTINGS}, "mode": mode}
+    try:
+        check_settings(given)
+    except SettingError as e:
+        raise ValueError(f"{BY_NAME[e.name].option} {e.value}: {e.problem}") from None
 
 
 def _resolve_settings(args, out: Path | None) -> tuple[dict, dict | None]:
@@ -171,20 +209,26 @@ def _cmd_train(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         writable_folder(out, "--out")  # before anything slow: a file in the way or a read-only folder
-    with RunLock(out):
+    with RunLock(out), output_that_outlives_its_reader():
         return _train(args, out)
 
 
 def _train(args, out: Path | None) -> int:
     s, saved = _resolve_settings(args, out)
+    _check_options(args, s["mode"])
     if saved is not None and saved.get("status") == "complete":
         best = saved.get("best") or {}
         print(f"{out} holds a complete run ({saved['step']} steps); final dev {json.dumps(saved.get('final'))}; "
               f"best {json.dumps(best.get('dev'))} at step {best.get('step')}. Nothing to do.")
         return 0
+    if saved is not None and saved.get("status") == "diverged":
+        # Resumed, it would take the same steps to the same non-finite loss: the settings must change.
+        print(f"minibert train: {out} holds a run that diverged ({_diverged_text(saved.get('diverged'))}); "
+              "nothing to do: start it again with another --lr (--overwrite) or in another --out", file=sys.stderr)
+        return DIVERGED
+    if saved is not None:
+        _check_resumable(out, saved)
     task = TASKS[s["task"]]
-    if s["init_std"] is not None and s["mode"] != "adapter":
-        raise ValueError(f"--init-std sets the adapters' initial weights; --mode {s['mode']} has no adapters")
     check_max_length(s["max_length"], s["model"])
     data = str(Path(s["data"]).resolve()) if s["data"] else None
     s["data"] = data
@@ -232,15 +276,40 @@ def _train(args, out: Path | None) -> int:
             result = fine_tune(model, tok, train_ex, dev_ex, config, log=_progress_printer(s, task, state),
                                checkpoint=_checkpointer(model, s["mode"], out, record) if out else None,
                                should_stop=stop, state=state)
+    except StateMismatch as e:  # the saved state is read before any step: name the file that holds it
+        held_in = OPTIMIZER_STATE if e.part == "optimizer" else TRAINER_STATE
+        raise ValueError(f"{existing_dir(out / 'last')}/{held_in}: {e}; use --overwrite to start the run "
+                         "again") from None
     except KeyboardInterrupt:
         saved_at = f"; {out}/last holds the last saved step" if out is not None else ""
         print(f"aborted{saved_at}", file=sys.stderr)
         return 130
-    record.update(status="stopped" if result["stopped"] else "complete", step=result["step"], best=result["best"],
-                  final=result["final"], history=result["history"])
+    status = "diverged" if result["diverged"] else "stopped" if result["stopped"] else "complete"
+    record.update(status=status, step=result["step"], best=result["best"], final=result["final"],
+                  history=result["history"], diverged=result["diverged"])
     if out is not None:
         write_json(out / HISTORY, record)
     return _report(result, s, task, out, stop, args.time_limit)
+
+
+def _check_resumable(out: Path, saved: dict):
+    """Refuse a --resume that would restart from step 0 over a run that made progress.
+
+    Convention: without last/ (the only folder --resume continues from) a run that has a best/ or records
+    steps done is refused, naming the folder: starting again from step 0 would overwrite best/ with the
+    first evaluation of the new start, however much worse. Only a run that saved nothing yet (killed before
+    its first save) starts again by itself; otherwise the user chooses: restore last/, or --overwrite.
+    """
+    if existing_dir(out / "last") is not None:
+        return
+    best = existing_dir(out / "best")
+    step = saved.get("step") if isinstance(saved.get("step"), int) else 0
+    progress = step > 0 or bool(saved.get("history")) or saved.get("best") is not None
+    if best is None and not progress:
+        return
+    what = f"{best} holds the best dev score so far" if best is not None else f"{out / HISTORY} records {step} steps"
+    raise ValueError(f"{out / 'last'} is missing, so --resume would start {out} again from step 0 and overwrite "
+                     f"what it has ({what}); put last/ back to continue, or pass --overwrite to discard the run")
 
 
 def _build_model(s: dict, task, resume_from: Path | None):
@@ -274,17 +343,32 @@ def _checkpointer(model, mode: str, out: Path, record: dict):
     """checkpoint(kind, trainer_state) for fine_tune: the adapter (or whole model) into out/kind, swapped in."""
     def checkpoint(kind, st):
         tmp = out / f".{kind}.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        if mode == "adapter":
-            save_adapter(model, ADAPTER_NAME, tmp)
-        else:
-            model.save_pretrained(tmp)
-        if kind == "last":
-            save_trainer_state(tmp, st)
-        else:
-            write_json(tmp / "metrics.json", st["best"])
-        replace_dir(tmp, out / kind)
+        try:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            if mode == "adapter":
+                save_adapter(model, ADAPTER_NAME, tmp)
+            else:
+                model.save_pretrained(tmp)
+            if kind == "last":
+                save_trainer_state(tmp, st)
+            else:
+                write_json(tmp / "metrics.json", st["best"])
+            replace_dir(tmp, out / kind)
+        except (OSError, SafetensorError) as e:  # safetensors reports its I/O errors as its own exception
+            # A full disk or `ulimit -f` ("File too large"): the half-written folder goes, the old one stays, and
+            # the message names the file (the one left with a .tmp suffix, when the error itself names none).
+            pending = [p.name.removesuffix(".tmp") for p in tmp.glob("*.tmp")] if tmp.is_dir() else []
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and e.errno is None:  # already names its file (checkpoints.write_or_clean_up)
+                what = str(e).replace(str(tmp), str(out / kind))  # the file as the user knows it, not its draft
+            else:
+                # safetensors removes its half-written file and names none: it writes only the weights file.
+                weights = ADAPTER_WEIGHTS if mode == "adapter" else MODEL_WEIGHTS
+                name = out / kind / weights if isinstance(e, SafetensorError) else \
+                    out / kind / pending[0] if pending else getattr(e, "filename", None) or out / kind
+                what = f"{name}: {getattr(e, 'strerror', None) or e}"
+            raise OSError(f"cannot save {out / kind} ({what}); it keeps its previous state") from None
         record.update(step=st["step"], best=st["best"], history=st["history"])
         write_json(out / HISTORY, record)
     return checkpoint
@@ -305,8 +389,22 @@ def _progress_printer(s: dict, task, state):
     return log
 
 
+def _diverged_text(diverged) -> str:
+    diverged = diverged if isinstance(diverged, dict) else {}
+    return f"at step {diverged.get('step', '?')}: {diverged.get('reason', 'not finite')}"
+
+
 def _report(result: dict, s: dict, task, out: Path | None, stop, time_limit) -> int:
     best = result["best"]
+    if result["diverged"]:
+        kept = ""
+        if out is not None:
+            last, best_dir = existing_dir(out / "last"), existing_dir(out / "best")
+            kept = f"; kept: {best_dir} (step {best['step']})" if best_dir and best else "; nothing in best/"
+            kept += f", {last} (the last finite step saved)" if last else ", nothing in last/"
+        print(f"minibert train: error: diverged {_diverged_text(result['diverged'])}; nothing of that step was "
+              f"saved{kept}; try a lower --lr", file=sys.stderr)
+        return DIVERGED
     if result["stopped"]:
         why = f"{stop.signal_name}" if stop.interrupted else f"time limit {time_limit:g}s"
         where = f"; saved to {out}/last, continue with --resume" if out is not None else ""

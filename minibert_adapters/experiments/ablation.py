@@ -7,7 +7,6 @@ the paper's ablation (only the adapter modules are removed).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from adapters import set_active_adapter
@@ -21,11 +20,13 @@ def layers_without(span, num_layers: int) -> list:
     return [i for i in range(num_layers) if not first <= i <= last]
 
 
-def ablate_spans(model, name: str, score, log=None) -> dict:
+def ablate_spans(model, name: str, score, log=None, partial=None) -> dict:
     """score() with adapter `name` removed from every contiguous span of layers, and with none removed.
 
-    Returns {"layers": L, "baseline": score with every adapter, "spans": [{"first", "last", "score", "drop"}]},
-    drop = baseline - score. The model is left with the adapter active in every layer.
+    Returns {"layers": L, "baseline": score with every adapter, "spans": [{"first", "last", "score", "drop"}],
+    "complete": True}, drop = baseline - score. partial(result so far, "complete": False) is called after
+    each score, so that a caller can keep what is done if the rest never comes. The model is left with the
+    adapter active in every layer.
     """
     num_layers = model.config.num_hidden_layers
     set_active_adapter(model, name)
@@ -33,6 +34,8 @@ def ablate_spans(model, name: str, score, log=None) -> dict:
     if log:
         log(f"all adapters: {baseline:.4f}")
     spans = []
+    if partial:
+        partial({"layers": num_layers, "baseline": baseline, "spans": list(spans), "complete": False})
     try:
         for first in range(num_layers):
             for last in range(first, num_layers):
@@ -41,16 +44,32 @@ def ablate_spans(model, name: str, score, log=None) -> dict:
                 spans.append({"first": first, "last": last, "score": value, "drop": baseline - value})
                 if log:
                     log(f"layers {first}..{last} removed: {value:.4f} (drop {baseline - value:+.4f})")
+                if partial:
+                    partial({"layers": num_layers, "baseline": baseline, "spans": list(spans), "complete": False})
     finally:
         set_active_adapter(model, name)
-    return {"layers": num_layers, "baseline": baseline, "spans": spans}
+    return {"layers": num_layers, "baseline": baseline, "spans": spans, "complete": True}
+
+
+def is_complete(result: dict) -> bool:
+    """Whether an ablation.json holds every span (files written before "complete" existed always did)."""
+    spans = result["layers"] * (result["layers"] + 1) // 2
+    return result.get("complete", True) and len(result.get("spans", [])) == spans
+
+
+def write_ablation_json(result: dict, out: Path) -> Path:
+    """out/ablation.json, replaced atomically: a crash mid-write leaves the previous version, never half a file."""
+    from minibert_adapters.training.checkpoints import write_json
+
+    path = out / "ablation.json"
+    write_json(path, result)
+    return path
 
 
 def write_ablation(result: dict, out: Path) -> list:
     """ablation.json, and ablation.png when matplotlib is installed; the paths written."""
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "ablation.json"
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    path = write_ablation_json(result, out)
     written = [path]
     from minibert_adapters.experiments.figures import ablation_heatmap, have_matplotlib
 

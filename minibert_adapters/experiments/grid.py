@@ -10,12 +10,15 @@ A grid file (experiments/*.json) lists tasks x methods x learning rates x epochs
      "methods": [{"name": "adapter-64", "mode": "adapter", "size": 64, "lrs": [1e-3, 3e-4]},
                  {"name": "full", "mode": "full", "lrs": [1e-4, 5e-5]}, ...]}
 
-A method takes any of `mode, preset, size, top_k, init_std, optimizer` and may override "epochs". Each cell
+A method takes any of `mode, preset, size, top_k, init_std, optimizer` and may override "epochs". `run` (and
+its dry run) checks every cell as `minibert train` checks its options (`check_settings`) before starting
+anything: a value train would refuse, or an option that does not apply to the method's mode. Each cell
 is one `minibert train` run folder, OUT/runs/TASK/METHOD/lrLR-epE-seedS, so it inherits train's --resume,
 locks and Ctrl-C handling; the exact command is kept in its command.txt. Runs are started in the order of
 value: seed 0 before seed 1, and each method's first-listed learning rate (the expected best) before the others.
 `run` skips complete runs, resumes stopped ones, and stops cleanly at --time-limit, so a grid can be run in
-slices over several sessions.
+slices over several sessions. A run that diverged (a non-finite loss: its learning rate is too high) is a
+result, not a failure: it is recorded as "diverged", never retried, and the grid goes on.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from minibert_adapters.commands.arguments import DIVERGED
 from minibert_adapters.training.checkpoints import HISTORY, TRAINER_STATE, RunLock, read_json
 from minibert_adapters.training.data import TASKS
 from minibert_adapters.training.loop import MODES
-from minibert_adapters.training.settings import grid_keys
+from minibert_adapters.training.settings import SettingError, check_settings, grid_keys
 
 METHOD_OPTIONS = sorted(grid_keys("method") - {"mode"})  # a method's `minibert train` options besides its mode
 METHOD_KEYS = {"name", "mode", "lrs", "epochs", *METHOD_OPTIONS}
@@ -59,18 +63,19 @@ class Cell:
     def folder(self) -> Path:
         return Path("runs") / self.task / self.method["name"] / f"lr{self.lr:g}-ep{self.epochs}-seed{self.seed}"
 
+    def options(self) -> dict:
+        """{setting: value} of the `minibert train` options this run gives, in their command-line order."""
+        m = self.method
+        given = {"task": self.task, "mode": m["mode"], **{key: m[key] for key in METHOD_OPTIONS
+                                                          if m.get(key) is not None}}
+        given.update(lr=self.lr, epochs=self.epochs, seed=self.seed)
+        settings = {"eval_every": "epoch", **self.settings}
+        return {**given, **{key: settings[key] for key in sorted(settings) if settings[key] is not None}}
+
     def train_args(self, out: Path) -> list:
         """The `minibert train` options of this run (without --resume / --time-limit / --data)."""
-        m = self.method
-        args = ["--task", self.task, "--mode", m["mode"]]
-        for key in METHOD_OPTIONS:
-            if m.get(key) is not None:
-                args += [f"--{key.replace('_', '-')}", _fmt(m[key])]
-        args += ["--lr", _fmt(self.lr), "--epochs", str(self.epochs), "--seed", str(self.seed)]
-        settings = {"eval_every": "epoch", **self.settings}
-        for key in sorted(settings):
-            if settings[key] is not None:
-                args += [f"--{key.replace('_', '-')}", _fmt(settings[key])]
+        args = [part for key, value in self.options().items() for part in (f"--{key.replace('_', '-')}",
+                                                                             _fmt(value))]
         return args + ["--out", str(out / self.folder)]
 
 
@@ -128,6 +133,17 @@ def load_grid(path) -> dict:
     return grid
 
 
+def check_cells(grid: dict, grid_path) -> None:
+    """Every cell of the grid through `check_settings`, the check `minibert train` gives its options, so that
+    a value train would refuse (or an option that does not apply to its mode) stops the grid before anything
+    starts, not hours later in one run's train.log; a ValueError naming the file, the cell and the field."""
+    for cell in cells(grid):
+        try:
+            check_settings(cell.options())
+        except SettingError as e:
+            raise ValueError(f"{grid_path}: cell {cell.folder}: '{e.name}' {_fmt(e.value)}: {e.problem}") from None
+
+
 def _positive(value, kind) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
@@ -168,8 +184,12 @@ def _check_filter(option: str, chosen, available) -> None:
                          f"{', '.join(map(_fmt, available))}")
 
 
+DONE = ("complete", "diverged")  # statuses the runner never starts again
+
+
 def run_status(folder: Path) -> str:
-    """"complete", "running" (a live `minibert train` holds the folder), "stopped" (resumable), "no-state"
+    """"complete", "diverged" (stopped at a non-finite loss; rerunning it would diverge the same way),
+    "running" (a live `minibert train` holds the folder), "stopped" (resumable), "no-state"
     (stopped, but its saved state is not here: weights and optimizer state are never committed, so a clone
     has none; the runner starts it again), "new", or "damaged" (an unreadable history.json, which the runner
     leaves alone for a person to look at)."""
@@ -182,13 +202,19 @@ def run_status(folder: Path) -> str:
         status = read_json(history, "run history").get("status")
     except ValueError:
         return "damaged"
-    if status == "complete":
-        return "complete"
+    if status in DONE:
+        return status
     return "stopped" if (folder / "last" / TRAINER_STATE).is_file() else "no-state"
 
 
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _Forward:
-    """Pass SIGINT / SIGTERM on to every running `minibert train` (each saves and exits), then stop the grid."""
+    """Pass SIGINT / SIGTERM / SIGHUP on to every running `minibert train` (each saves and exits), then stop the
+    grid. The children run in their own sessions, so a closed terminal's SIGHUP reaches them only from here;
+    left to its default, it would end the runner and then each child at its next write into the runner's pipe,
+    unsaved."""
 
     def __init__(self):
         self.children, self.stop = set(), False
@@ -213,6 +239,7 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     starts and ends.
     """
     grid, out = load_grid(grid_path), Path(out)
+    check_cells(grid, grid_path)  # every cell, not only the filtered ones: a grid is checked whole
     todo = cells(grid, tasks, methods, seeds, first_lrs, lrs, epochs)
     env = dict(os.environ)
     if threads is not None:
@@ -224,8 +251,10 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
         statuses = [run_status(out / c.folder) for c in todo]
         for i, (cell, status) in enumerate(zip(todo, statuses)):
             print(f"[{i + 1}/{len(todo)}] {status:<8} {out / cell.folder}")
-        print(f"grid {grid_path}: {statuses.count('complete')} of {len(todo)} runs complete, "
-              f"{len(todo) - statuses.count('complete')} to go (dry run: nothing started)")
+        gone = statuses.count("diverged")
+        print(f"grid {grid_path}: {statuses.count('complete')} of {len(todo)} runs complete"
+              f"{f', {gone} diverged' if gone else ''}, {sum(s not in DONE for s in statuses)} to go (dry run: "
+              "nothing started)")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     # Several grids may share one results folder (run folders are named by task, method, lr, epochs, seed).
@@ -233,14 +262,16 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     (out / "grids" / Path(grid_path).name).write_text(Path(grid_path).read_text(encoding="utf-8"), encoding="utf-8")
     start, forward, failed = time.monotonic(), _Forward(), 0
     running = {}  # child process -> its run folder
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
 
     def finish(child):
         nonlocal failed
         folder = running.pop(child)
         forward.children.discard(child)
         code = child.wait()
-        if code not in (0, 130):
+        if code == DIVERGED and run_status(folder) == "diverged":
+            print(f"  {folder}: diverged (recorded; not run again); see {folder / LOG}", flush=True)
+        elif code not in (0, 130):
             failed += 1
             print(f"  {folder}: minibert train exited {code}; see {folder / LOG}", flush=True)
         elif jobs > 1:
@@ -252,7 +283,7 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
         for i, cell in enumerate(todo):
             folder = out / cell.folder
             status = run_status(folder)
-            if status == "complete":
+            if status in DONE:
                 continue
             while len(running) >= jobs:  # wait for a free slot
                 finish(_wait_any(running))
@@ -287,10 +318,13 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    left = sum(run_status(out / c.folder) != "complete" for c in todo)
+    statuses = [run_status(out / c.folder) for c in todo]
+    left = sum(status not in DONE for status in statuses)
+    gone = statuses.count("diverged")
     advice = (f"; {failed} failed: see each one's {LOG}, fix the cause, then run again" if failed else
               " (stopped; run again to continue)" if left else "")
-    print(f"grid {grid_path}: {len(todo) - left} of {len(todo)} runs complete, {left} to go{advice}", flush=True)
+    print(f"grid {grid_path}: {statuses.count('complete')} of {len(todo)} runs complete"
+          f"{f', {gone} diverged' if gone else ''}, {left} to go{advice}", flush=True)
     if forward.stop and left:
         return 130
     return 1 if failed else 0

@@ -3,7 +3,8 @@
 A run folder holds `best/` and `last/` (each a model or adapter folder; `last/` also holds
 trainer_state.json + optimizer.npz for --resume) and history.json. Every folder is written beside the old
 one and renamed into place, and every file is written to a temporary name first, so a crash or a kill at
-any moment leaves a complete `best/` and `last/` behind.
+any moment leaves a complete `best/` and `last/` behind. A write that fails (a full disk, `ulimit -f`) removes
+its temporary file and says which file it was writing.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def save_trainer_state(directory, state: dict):
     def write_npz(tmp):
         with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a bare name
             np.savez(f, **arrays)
-    write_atomically(directory / OPTIMIZER_STATE, write_npz)
+    write_or_clean_up(directory / OPTIMIZER_STATE, write_npz)
     meta = {k: v for k, v in state.items() if k != "optimizer"}
     meta["optimizer"] = {"param_groups": opt["param_groups"], "steps": steps}
     write_json(directory / TRAINER_STATE, meta)
@@ -54,21 +55,47 @@ def read_json(path: Path, what: str) -> dict:
     return value
 
 
+# What trainer_state.json must hold, and of which JSON type, for fine_tune to continue from it.
+STATE_FIELDS = {"step": int, "steps": int, "schedule": dict, "generators": list, "history": list,
+                "seconds": (int, float), "optimizer": dict}
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def load_trainer_state(directory) -> dict:
-    """The state save_trainer_state wrote; a ValueError naming the file for anything damaged or missing."""
+    """The state save_trainer_state wrote; a ValueError naming the damaged or missing file, in one line."""
     directory = Path(directory)
-    meta = read_json(directory / TRAINER_STATE, "trainer state")
+    meta_file, arrays_file = directory / TRAINER_STATE, directory / OPTIMIZER_STATE
     try:
-        with np.load(directory / OPTIMIZER_STATE, allow_pickle=False) as arrays:
-            opt_state = {int(i): {"step": int(n), "exp_avg": arrays[f"exp_avg.{i}"],
-                                  "exp_avg_sq": arrays[f"exp_avg_sq.{i}"]}
-                         for i, n in meta["optimizer"]["steps"].items()}
+        meta = read_json(meta_file, "trainer state")
+    except ValueError as e:
+        raise ValueError(f"{e}; use --overwrite to start the run again") from None
+    try:
+        for key, kind in STATE_FIELDS.items():
+            if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+                raise TypeError(f"'{key}' is {type(meta[key]).__name__}")
+        if meta["best"] is not None and not isinstance(meta["best"], dict):
+            raise TypeError(f"'best' is {type(meta['best']).__name__}")
+        if not 0 <= meta["step"] <= meta["steps"]:
+            raise ValueError(f"step {meta['step']} of {meta['steps']}")
+        steps = {int(i): int(n) for i, n in meta["optimizer"]["steps"].items()}
         groups = [{**g, "betas": tuple(g["betas"])} for g in meta["optimizer"]["param_groups"]]
-        for key in ("step", "steps", "schedule", "generators", "history", "best", "seconds"):
-            meta[key]  # noqa: B018  (a KeyError here names what is missing)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as e:
-        raise ValueError(f"{directory}: damaged trainer state ({TRAINER_STATE} / {OPTIMIZER_STATE}): "
-                         f"{type(e).__name__}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{meta_file}: damaged trainer state ({_first_line(e)}); use --overwrite to start the "
+                         "run again") from None
+    if not arrays_file.is_file():
+        raise ValueError(f"{arrays_file}: missing (the optimizer state --resume needs); use --overwrite to start "
+                         "the run again")
+    try:
+        with np.load(arrays_file, allow_pickle=False) as arrays:
+            opt_state = {i: {"step": n, "exp_avg": arrays[f"exp_avg.{i}"], "exp_avg_sq": arrays[f"exp_avg_sq.{i}"]}
+                         for i, n in steps.items()}
+    except Exception as e:  # noqa: BLE001  a damaged zip fails in many ways (BadZipFile, zlib.error, EOFError, ...)
+        raise ValueError(f"{arrays_file}: damaged optimizer state ({_first_line(e)}); use --overwrite to start "
+                         "the run again") from None
     meta["optimizer"] = {"state": opt_state, "param_groups": groups}
     return meta
 
@@ -92,7 +119,18 @@ def existing_dir(dst: Path) -> Path | None:
 
 
 def write_json(path: Path, obj):
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+    write_or_clean_up(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2) + "\n"))
+
+
+def write_or_clean_up(path: Path, write):
+    """`write_atomically`, but a failure (a full disk, `ulimit -f`: "File too large") removes the temporary
+    file and raises an OSError naming `path`: the system's own message often names no file."""
+    path = Path(path)
+    try:
+        write_atomically(path, write)
+    except OSError as e:
+        path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        raise OSError(f"{path}: cannot write: {e.strerror or e}") from None
 
 
 class RunLock:

@@ -10,6 +10,10 @@ Modes: "adapter" (the adapter preset's policy), "full" (every parameter), "layer
 only), "top-k" (the top k encoder layers + pooler + head), "head" (the classifier alone on the frozen
 encoder); each is an `adapters.policy.Policy`.
 
+Divergence: a step whose loss or gradient norm is not finite is not taken, and training stops there
+(`fine_tune`'s "diverged"); no checkpoint is handed after it, and none is ever handed with non-finite
+weights, so best/ and last/ keep the last finite state.
+
 Resuming: `fine_tune` can hand a trainer state (step, optimizer moments, schedule, dropout generators,
 history, best) to a `checkpoint` callback and continue from one (`state=`). The data order of epoch e is a
 permutation drawn from (seed, e), so a run stopped after any step and resumed gives bit-identical weights to
@@ -175,6 +179,15 @@ def _generators(model) -> list:
     return found
 
 
+class StateMismatch(ValueError):
+    """A trainer state that does not fit the run it is given to; `part` is "optimizer" (the moments' count or
+    shapes) or "trainer" (steps, schedule, generators), so a caller can name the file that holds it."""
+
+    def __init__(self, part: str, message: str):
+        super().__init__(message)
+        self.part = part
+
+
 def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, log=None, checkpoint=None,
               should_stop=None, state=None) -> dict:
     """Train the parameters that require grad for `config.steps` optimizer steps (AdamW + linear warmup/decay).
@@ -185,8 +198,12 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
     stopped; should_stop() after every step (True: stop there, after the "last" checkpoint). `state`: a
     trainer state from checkpoint() to continue from; the model must already hold the weights saved with it.
 
+    Stops at the first step whose loss or gradient norm is not finite, before its update (that step is not
+    taken, not logged and not saved), or whose update left a trained weight non-finite (not saved).
+
     Returns {"history": one row per step, "final": the dev result after the last step (None if stopped),
-    "best": {"step", metric, "dev"} or None, "step": steps done, "stopped": bool}.
+    "best": {"step", metric, "dev"} or None, "step": steps done, "stopped": bool, "diverged": None or
+    {"step": the step that diverged, "reason": what was not finite}}.
     """
     c = config
     steps, batch_size, max_length, metric = c.steps, c.batch_size, c.max_length, c.metric
@@ -206,12 +223,23 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
     if state is not None:
         if state["steps"] != steps:
             raise ValueError(f"the saved run trains {state['steps']} steps, not {steps} (the schedule depends on it)")
-        opt.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if len(state["generators"]) != len(generators):
-            raise ValueError("the saved run has another number of random generators (another model?)")
-        for g, saved in zip(generators, state["generators"]):
-            g.bit_generator.state = saved
+        try:
+            opt.load_state_dict(state["optimizer"])
+            for i, saved in state["optimizer"]["state"].items():
+                # load_state_dict checks counts only: moments of other shapes would fail mid-step, unexplained.
+                shapes = {saved["exp_avg"].shape, saved["exp_avg_sq"].shape}
+                if not 0 <= int(i) < len(params) or shapes != {params[int(i)].shape}:
+                    raise ValueError(f"moments of parameter {i} have shape {sorted(shapes)}, not the model's")
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise StateMismatch("optimizer", f"the saved optimizer state does not fit this model: {e}") from None
+        try:
+            schedule.load_state_dict(state["schedule"])
+            if len(state["generators"]) != len(generators):
+                raise ValueError("the saved run has another number of random generators (another model?)")
+            for g, saved in zip(generators, state["generators"]):
+                g.bit_generator.state = saved
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateMismatch("trainer", f"the saved schedule or random generators do not fit: {e}") from None
         history, best, step = list(state["history"]), state["best"], state["step"]
         seconds_before = state["seconds"]
 
@@ -221,8 +249,8 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
                 "best": best, "seconds": seconds_before + time.perf_counter() - start}
 
     per_epoch = math.ceil(len(train_examples) / batch_size)
-    start, stopped = time.perf_counter(), False
-    while step < steps and not stopped:
+    start, stopped, diverged = time.perf_counter(), False, None
+    while step < steps and not stopped and diverged is None:
         epoch, offset = divmod(step, per_epoch)
         order = epoch_order(len(train_examples), c.seed, epoch)[offset * batch_size:]
         for enc, labels in batches(train_examples, tok, batch_size, max_length, order):
@@ -230,12 +258,17 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
             loss = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], labels=labels).loss
             opt.zero_grad()
             loss.backward()
-            norm = optim.clip_grad_norm_(params, c.clip) if c.clip else float("nan")
+            # Without clipping the norm is still measured: a non-finite gradient must stop the run either way.
+            norm = optim.clip_grad_norm_(params, c.clip if c.clip else math.inf)
+            loss_value = float(loss.data)
+            if not (math.isfinite(loss_value) and math.isfinite(norm)):
+                diverged = {"step": step + 1, "reason": f"loss {loss_value:g}, gradient norm {norm:g}"}
+                break
             lr_used = opt.param_groups[0]["lr"]
             opt.step()
             schedule.step()
             step += 1
-            row = {"step": step, "epoch": epoch, "loss": float(loss.data), "grad_norm": float(norm), "lr": lr_used,
+            row = {"step": step, "epoch": epoch, "loss": loss_value, "grad_norm": float(norm), "lr": lr_used,
                    "seconds": seconds_before + time.perf_counter() - start}
             evaluated = (c.eval_every and step % c.eval_every == 0) or step == steps
             improved = False
@@ -248,6 +281,11 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
             if log:
                 log(row)
             stopped = step < steps and should_stop is not None and bool(should_stop())
+            saving = checkpoint and (improved or evaluated or stopped or (c.save_every and step % c.save_every == 0))
+            if saving and not all(np.isfinite(p.data).all() for p in params):
+                # Finite gradients can still overflow a weight; such weights never reach best/ or last/.
+                diverged, stopped = {"step": step, "reason": "a trained weight is not finite after the update"}, False
+                break
             if checkpoint:
                 if improved:
                     checkpoint("best", trainer_state())
@@ -255,6 +293,7 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
                     checkpoint("last", trainer_state())
             if stopped or step >= steps:
                 break
-    final = history[-1].get("dev") if step == steps and history else None
-    return {"history": history, "final": final, "best": best, "step": step, "stopped": stopped}
+    final = history[-1].get("dev") if step == steps and history and diverged is None else None
+    return {"history": history, "final": final, "best": best, "step": step, "stopped": stopped,
+            "diverged": diverged}
 

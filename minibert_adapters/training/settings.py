@@ -9,11 +9,14 @@
 - what a run saved before a setting existed used (`before`), so that old run folders still resume;
 - the loop's `TrainConfig` (`train_config`);
 - the keys of an experiment grid (`grid_keys`): "method" settings a grid's method may set, "settings" ones its
-  `settings` / `task_settings`; "axis" ones are the grid's own axes (task, lr, epochs, seed).
+  `settings` / `task_settings`; "axis" ones are the grid's own axes (task, lr, epochs, seed);
+- which modes a setting applies to (`modes`): `check_settings` refuses a setting given for a mode it does not
+  apply to, for `minibert train`'s options and for every cell of a grid alike.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 from minibert_adapters.commands.arguments import (
@@ -45,6 +48,8 @@ class Setting:
     grid: str | None = None     # "method", "settings", "axis" or None (not in grids)
     before: object = NOT_NEW    # the value of runs saved before this setting existed
     group: str | None = None    # options of one group are mutually exclusive
+    modes: tuple = None         # the modes it applies to (None: every mode)
+    lacking: str = ""           # what the other modes lack, for the message refusing it there
 
     @property
     def option(self) -> str:
@@ -60,20 +65,23 @@ SETTINGS = (
     Setting("mode", "adapter", "what trains (default adapter): adapter = the preset's policy, full = everything, "
                                "layernorm = LayerNorms + head, top-k, head", choices=MODES, grid="method"),
     Setting("preset", "houlsby", "adapter preset in mode adapter (default houlsby: adapters + LayerNorms + head)",
-            grid="method"),
+            grid="method", modes=("adapter",), lacking="has no adapters"),
     Setting("size", None, "adapter size, its kind's size field (M for Houlsby adapters; default: the preset's, 64)",
-            type=positive_int, grid="method"),
-    Setting("top_k", 1, "encoder layers trained in mode top-k (default 1)", type=positive_int, grid="method"),
+            type=positive_int, grid="method", modes=("adapter",), lacking="has no adapters"),
+    Setting("top_k", 1, "encoder layers trained in mode top-k (default 1)", type=positive_int, grid="method",
+            modes=("top-k",), lacking="does not train a number of top layers"),
     Setting("init_std", None, "std of the adapters' initial weights, over the preset's (houlsby: 1e-3; Houlsby2019 "
                               "Fig. 6 sweeps 1e-7 .. 1); must be > 0: an exact identity is the preset "
-                              "houlsby-zero-init", type=positive_float, grid="method", before=None),
+                              "houlsby-zero-init", type=positive_float, grid="method", before=None,
+            modes=("adapter",), lacking="has no adapters"),
     Setting("optimizer", "adamw", "adamw (default: torch-style AdamW, bias-corrected, linear decay from the peak) or "
                                   "adapter-bert (the original code: no bias correction, decay from step 0); "
                                   "docs/conventions.md §2", choices=OPTIMIZERS, grid="method", before="adamw"),
     Setting("pooler", "train", "the pooler (dense + tanh on [CLS]): 'train' it with the task in every mode (default: "
                                "all-MiniLM-L6-v2's pooler was never trained), or keep it 'frozen' in modes adapter, "
                                "layernorm and head, as the original code does for BERT's trained pooler",
-            choices=("train", "frozen"), grid="method", before="frozen"),
+            choices=("train", "frozen"), grid="method", before="frozen", modes=("adapter", "layernorm", "head"),
+            lacking="always trains the pooler"),
     Setting("steps", 100, "optimizer steps (default 100)", type=positive_int, group="length"),
     Setting("epochs", None, "passes over the training data, the paper's unit: steps = N * ceil(train / batch size)",
             type=positive_int, grid="axis", before=None, group="length"),
@@ -112,6 +120,63 @@ BY_NAME = {s.name: s for s in SETTINGS}
 RUN_DEFAULTS = {s.name: s.default for s in SETTINGS if s.role == "run"}
 STEERING_DEFAULTS = {s.name: s.default for s in SETTINGS if s.role == "steering"}
 ADDED_LATER = {s.name: s.before for s in SETTINGS if s.before is not NOT_NEW}
+
+
+class SettingError(ValueError):
+    """A setting refused by `check_settings`: `name` is the setting, `value` as given, `problem` why; each caller
+    says where it was given (an option, a grid cell's field)."""
+
+    def __init__(self, name: str, value, problem: str):
+        super().__init__(f"{name} {value!r}: {problem}")
+        self.name, self.value, self.problem = name, value, problem
+
+
+def _as_text(value) -> str:
+    """A value as it is written on the command line (the experiment runner writes floats with :g)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def check_settings(given: dict) -> dict:
+    """Check settings exactly as `minibert train` takes them, before anything is loaded; the one check for its
+    options and for each cell of an experiment grid.
+
+    given: {setting name: value} of what a user or a grid cell gives (None: not given), "mode" included when
+    it is not the default. Each value goes through its option's type and choices, as on the command line;
+    a setting given for a mode it does not apply to is refused (it would be ignored, and yet recorded);
+    a preset must exist, and a size needs a preset whose kind has one. Returns the values as the options
+    parse them; raises a SettingError naming the first setting refused.
+    """
+    parsed = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        setting = BY_NAME.get(name)
+        if setting is None:
+            raise SettingError(name, value, "not a setting of minibert train")
+        text = _as_text(value)
+        try:
+            parsed[name] = setting.type(text) if setting.type is not None else text
+        except argparse.ArgumentTypeError as e:
+            raise SettingError(name, value, str(e)) from None
+        if setting.choices is not None and parsed[name] not in setting.choices:
+            raise SettingError(name, value, f"choose one of {', '.join(setting.choices)}")
+    mode = parsed.get("mode", BY_NAME["mode"].default)
+    for name in parsed:
+        modes = BY_NAME[name].modes
+        if modes is not None and mode not in modes:
+            raise SettingError(name, given[name], f"does not apply to mode {mode}, which {BY_NAME[name].lacking} "
+                                                  f"(it applies to mode {' / '.join(modes)} only)")
+    if mode == "adapter":
+        from adapters import kind_of, preset_config
+
+        preset = parsed.get("preset", BY_NAME["preset"].default)
+        try:
+            kind = kind_of(preset_config(preset))
+        except ValueError as e:  # adapters' ConfigError, naming the presets there are
+            raise SettingError("preset", preset, str(e)) from None
+        if "size" in parsed and kind.size_field is None:
+            raise SettingError("size", given["size"], f"preset {preset} is of kind {kind.name}, which has no size")
+    return parsed
 
 
 def grid_keys(level: str) -> set:

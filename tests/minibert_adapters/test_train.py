@@ -4,6 +4,7 @@ stop / resume, and the `minibert train` command end to end on the embedded MiniL
 import contextlib
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -311,10 +312,140 @@ def test_stopped_then_resumed_equals_the_straight_run_and_overwrite_starts_again
     assert code == 0 and record["step"] == 1 and len(record["history"]) == 1 and not (out / "best").exists()
 
 
+def test_resume_without_last_is_refused_rather_than_restarting_over_best(straight, tmp_path):
+    reference, _ = straight
+    out = tmp_path / "sst2"
+    shutil.copytree(reference, out)
+    record = json.loads((out / "history.json").read_text())
+    (out / "history.json").write_text(json.dumps({**record, "status": "stopped"}))
+    shutil.rmtree(out / "last")
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, stdout, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 2 and f"{out / 'last'} is missing" in stderr and f"{out / 'best'} holds the best" in stderr
+    assert "--overwrite" in stderr and len(stderr.strip().splitlines()) == 1 and "step 0" not in stdout
+    assert files == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}  # best/ untouched
+
+    # No best/ yet, but history.json records steps done: refused too.
+    code, _, _ = run(small(tmp_path / "early", "--time-limit", "1e-9"))
+    assert code == 0 and not (tmp_path / "early" / "best").exists()
+    shutil.rmtree(tmp_path / "early" / "last")
+    code, _, stderr = run(["train", "--out", str(tmp_path / "early"), "--resume"])
+    assert code == 2 and "history.json records 1 steps" in stderr
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_step_saves_nothing_non_finite_and_exits_3(tmp_path):
+    needs_real()
+    out = tmp_path / "run"
+    code, stdout, stderr = run(small(out, "--lr", "1e6", "--steps", "6", "--save-every", "1"))
+    assert code == 3 and "done:" not in stdout
+    record = json.loads((out / "history.json").read_text())
+    assert record["status"] == "diverged" and record["final"] is None
+    step = record["diverged"]["step"]
+    assert f"diverged at step {step}: loss" in stderr and len(stderr.strip().splitlines()) == 1
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["grad_norm"]) for r in record["history"])
+    assert [r["step"] for r in record["history"]] == list(range(1, step))  # the diverged step was not taken
+    for kind in ("best", "last"):
+        if (out / kind).exists():
+            assert all(np.isfinite(t).all() for t in tensors(out / kind).values()), kind
+    assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == step - 1
+    assert not list(out.glob(".*.tmp"))
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, _, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 3 and "diverged" in stderr and "--overwrite" in stderr
+    assert files == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}  # reported, not retrained
+
+
+def test_without_clipping_a_non_finite_gradient_still_stops_the_loop():
+    model = tiny_model()
+    set_trainable(model, "full")
+    model.classifier.weight.data[0, 0] = np.inf
+    config = TrainConfig(steps=5, lr=1e-3, batch_size=8, max_length=16, clip=0.0)
+    result = fine_tune(model, DigitTokenizer(), TRAIN, DEV, config)
+    assert result["diverged"]["step"] == 1 and result["step"] == 0 and result["history"] == []
+    assert result["final"] is None and result["best"] is None
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A run stopped after its first step, with last/ to resume from."""
+    needs_real()
+    out = tmp_path_factory.mktemp("stopped") / "sst2"
+    code, _, stderr = run(small(out, "--time-limit", "1e-9"))
+    assert code == 0, stderr
+    return out
+
+
+def _truncated(data):
+    return data[:len(data) // 2]
+
+
+def _other_shapes(data):
+    with np.load(io.BytesIO(data)) as arrays:
+        changed = {k: np.zeros(3) for k in arrays.files}
+    buffer = io.BytesIO()
+    np.savez(buffer, **changed)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, damage, said", [
+    ("optimizer.npz", _truncated, "damaged optimizer state"),
+    ("optimizer.npz", lambda data: b"garbage", "damaged optimizer state"),
+    ("optimizer.npz", lambda data: b"", "damaged optimizer state"),
+    ("optimizer.npz", lambda data: data.replace(b"exp_avg_sq", b"exp_avg_xx"), "damaged optimizer state"),
+    ("optimizer.npz", _other_shapes, "does not fit this model"),
+    ("trainer_state.json", _truncated, "cannot read the trainer state"),
+    ("trainer_state.json", lambda data: b"[]", "is not a JSON object"),
+    ("trainer_state.json", lambda data: data.replace(b'"generators"', b'"generators": 1, "x"'), "'generators' is"),
+    ("trainer_state.json", lambda data: data.replace(b'"step":', b'"step": -1, "y":'), "step -1 of 3"),
+    ("trainer_state.json", lambda data: data.replace(b'"bit_generator"', b'"bit_generatoz"'),
+     "random generators do not fit"),
+])
+def test_a_damaged_trainer_state_is_one_line_naming_the_file(stopped, tmp_path, name, damage, said):
+    out = tmp_path / "sst2"
+    shutil.copytree(stopped, out)
+    path = out / "last" / name
+    path.write_bytes(damage(path.read_bytes()))
+    code, _, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 2 and len(stderr.strip().splitlines()) == 1, stderr
+    assert f"{path}: " in stderr and said in stderr and "--overwrite" in stderr
+
+
+def test_a_missing_optimizer_state_is_named(stopped, tmp_path):
+    out = tmp_path / "sst2"
+    shutil.copytree(stopped, out)
+    (out / "last" / "optimizer.npz").unlink()
+    code, _, stderr = run(["train", "--out", str(out), "--resume"])
+    assert code == 2 and f"{out / 'last' / 'optimizer.npz'}: missing" in stderr
+
+
+# The adapter (3.0 MB) does not fit; then it does, but the optimizer state (6.1 MB) of last/ does not.
+@pytest.mark.parametrize("limit, named, saved", [(100_000, "best/adapter.safetensors", []),
+                                                 (4_000_000, "last/optimizer.npz", ["best"])])
+def test_a_save_that_runs_out_of_space_names_the_file_and_leaves_no_partial_folder(tmp_path, limit, named, saved):
+    """`ulimit -f` makes every write past `limit` bytes fail with "File too large", as a full disk would."""
+    needs_real()
+    import resource
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "minibert_adapters", *small(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "File too large" in proc.stderr and f"cannot save {out}" in proc.stderr
+    assert f"{out / named}: " in proc.stderr
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == saved
+    record = json.loads((out / "history.json").read_text())
+    assert record["step"] == (2 if saved else 0)  # history.json claims no save that failed
+
+
 @pytest.mark.parametrize("signum, said, why", [(signal.SIGINT, "Ctrl-C", "interrupted"),
-                                               (signal.SIGTERM, "SIGTERM", "terminated")])
-def test_ctrl_c_or_sigterm_saves_the_last_step_and_exits_130(tmp_path, signum, said, why):
-    """SIGTERM is what `timeout`, batch schedulers and `docker stop` send: it must save like Ctrl-C."""
+                                               (signal.SIGTERM, "SIGTERM", "terminated"),
+                                               (signal.SIGHUP, "SIGHUP", "hung up")])
+def test_ctrl_c_sigterm_or_sighup_saves_the_last_step_and_exits_130(tmp_path, signum, said, why):
+    """SIGTERM is what `timeout`, batch schedulers and `docker stop` send, SIGHUP what a closed terminal sends:
+    each must save like Ctrl-C."""
     needs_real()
     out = tmp_path / "run"
     argv = small(out, "--steps", "500", "--log-every", "1")
@@ -334,6 +465,31 @@ def test_ctrl_c_or_sigterm_saves_the_last_step_and_exits_130(tmp_path, signum, s
     record = json.loads((out / "history.json").read_text())
     assert record["status"] == "stopped" and 1 <= record["step"] < 500
     # the step the signal interrupted is saved, not an older one
+    assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == record["step"]
+
+
+def test_a_closed_terminal_neither_crashes_train_nor_loses_the_run(tmp_path):
+    """The terminal goes away: stdout has no reader any more (EPIPE here, EIO on a tty), then SIGHUP comes."""
+    needs_real()
+    out = tmp_path / "run"
+    argv = small(out, "--steps", "500", "--log-every", "1")
+    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("step     2/500"):
+                break
+        proc.stdout.close()  # every later progress line has nowhere to go
+        proc.send_signal(signal.SIGHUP)
+        stderr = proc.stderr.read()
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "SIGHUP: stopping after this step" in stderr
+    record = json.loads((out / "history.json").read_text())
+    assert record["status"] == "stopped" and 2 <= record["step"] < 500
     assert json.loads((out / "last" / "trainer_state.json").read_text())["step"] == record["step"]
 
 

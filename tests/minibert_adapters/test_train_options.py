@@ -87,12 +87,40 @@ def test_a_run_saved_before_the_new_options_resumes_with_their_old_defaults(real
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--mode", "full", "--init-std", "0.1"], "--mode full has no adapters"),
+    (["--mode", "full", "--init-std", "0.1"], "--init-std 0.1: does not apply to mode full, which has no adapters"),
     (["--preset", "houlsby-zero-init", "--init-std", "0.1"], "an init std does not change its init"),
 ])
 def test_init_std_is_refused_where_it_cannot_apply(real, tmp_path, argv, message):
     code, _, stderr = run(small(tmp_path / "r", "--steps", "1", *argv))
     assert code == 2 and message in stderr
+
+
+# Options that do not apply to the mode: refused before anything is read, never ignored and recorded.
+NOT_FOR_THE_MODE = [
+    (["--mode", "full", "--size", "8"], "--size 8: does not apply to mode full, which has no adapters"),
+    (["--mode", "head", "--preset", "lora"], "--preset lora: does not apply to mode head, which has no adapters"),
+    (["--mode", "top-k", "--preset", "houlsby"], "--preset houlsby: does not apply to mode top-k"),
+    (["--top-k", "2"], "--top-k 2: does not apply to mode adapter, which does not train a number of top layers"),
+    (["--mode", "layernorm", "--top-k", "1"], "--top-k 1: does not apply to mode layernorm"),
+    (["--mode", "full", "--pooler", "frozen"], "--pooler frozen: does not apply to mode full, which always trains"),
+    (["--preset", "houlsby-nope"], "--preset houlsby-nope: unknown adapter preset 'houlsby-nope'"),
+    (["--preset", "ia3", "--size", "4"], "--size 4: preset ia3 is of kind ia3, which has no size"),
+]
+
+
+@pytest.mark.parametrize("argv, message", NOT_FOR_THE_MODE)
+def test_an_option_that_does_not_apply_to_the_mode_is_refused_naming_both(tmp_path, argv, message):
+    out = tmp_path / "r"
+    code, stdout, stderr = run(small(out, "--steps", "1", "--data", str(tmp_path / "no-data-needed"), *argv))
+    assert code == 2 and stderr == f"minibert train: error: {message}" + stderr.split(message, 1)[1]
+    assert len(stderr.splitlines()) == 1 and stdout == "" and not (out / "history.json").exists()
+
+
+def test_resume_checks_the_options_against_the_runs_mode(real, tmp_path):
+    out = tmp_path / "r"
+    assert run(small(out, "--mode", "head", "--steps", "3", "--time-limit", "1e-9"))[0] == 0
+    code, _, stderr = run(["train", "--out", str(out), "--resume", "--pooler", "train", "--top-k", "1"])
+    assert code == 2 and "--top-k 1: does not apply to mode head" in stderr
 
 
 def test_init_std_sets_the_adapter_weights_scale():
