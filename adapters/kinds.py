@@ -160,6 +160,9 @@ class AdapterKind:
 
     codes: dict = {}                # the diagnosis codes the kind's variants add: {code: sentence}
     size_code = None                # the code for tensors of other sizes than claimed (`sized_like`), if any
+    # For the `backward` diagnosis: a module's tensors from its output back to its input, as [(leaf prefix, what
+    # the backward goes through from there to the next)], e.g. [("up.", "W_up^T and f'"), ("down.", "")].
+    backward_stages: tuple = ()
     misplaced_code = "placement"    # the code for tensors where the claimed config puts no module
 
     hub_architecture = None    # AdapterHub's "architecture" for this kind's configs, if AdapterHub has it

@@ -197,6 +197,7 @@ class BottleneckKind(AdapterKind):
     codes = {"scale": "The adapter's output is scaled by another factor than the claimed scaling",
              "bottleneck-size": "The adapter's tensors have another bottleneck size than the claimed one"}
     size_code = "bottleneck-size"
+    backward_stages = (("up.", "W_up^T and the non-linearity's derivative f'"), ("down.", "W_down^T"))
 
     hub_architecture = "bottleneck"
 

@@ -78,6 +78,7 @@ class LoraKind(AdapterKind):
         return out
 
     merge_text = "W + s B A"
+    backward_stages = (("lora_B.", "s B^T"), ("lora_A.", "A^T"))
 
     def merged(self, module, weight, bias):
         """W + s B A; the bias is unchanged (Hu2021 §4.1: "W = W0 + BA" at deployment)."""

@@ -13,6 +13,8 @@ Codes (docs/crosscheck.md):
 | missing-modules  | adapters absent from some sub-layers or layers           | count, gradients, a variant   |
 | base-mismatch    | differs without adapters: weights, LayerNorm eps, GELU   | the embeddings, a variant     |
 |                  | form, attention mask                                     |                               |
+| backward         | forward agrees, gradients do not; names where they stop  | grad/ tensors, layer by layer |
+|                  | agreeing, walking back from the loss                     | and stage by stage            |
 | tied-weights     | one module shared by several places (identical tensors)  | the tensors, when gradients   |
 |                  |                                                          | differ                        |
 | precision        | a float64 case that agrees only to float32 level        | the float32 row of the table  |
@@ -55,6 +57,8 @@ SENTENCES = {
     "missing-modules": "Adapters are absent from some sub-layers or layers",
     "base-mismatch": "The model already differs where no adapter is involved (weights, LayerNorm eps, GELU form or "
                      "attention mask)",
+    "backward": "The forward agrees but the gradients do not: the backward computes something else than the "
+                "derivative of the forward",
     "tied-weights": "One module is shared by several places, its tensors written out under each: each place's "
                     "gradient is then the sum over them",
     "precision": "The case is float64 but agrees only to float32 level: part of it was computed in float32",
@@ -287,6 +291,34 @@ def _within_float32(report) -> bool:
         for g in grads["parameters"])
 
 
+def locate_backward(ref, kind, bad: list) -> str:
+    """Where the gradients stop agreeing, walking back from the loss: the module of the last parameter (in forward
+    order) whose gradient differs, and inside an adapter module, the first of its stages (`backward_stages`, from
+    its output back) that differs, so the sentence names what lies between the last stage that agrees and it."""
+    # the model's parameters are in forward order (a sub-layer's adapter after its dense and LayerNorm), so the
+    # last one that differs is where the gradients stop agreeing, walking back from the loss
+    order = {name: k for k, name in enumerate(dict(ref.model.named_parameters()))}
+    last = max(bad, key=lambda n: order.get(n, -1))
+    module = adapter_key(last)[0] if adapter_key(last) is not None else last.rsplit(".", 1)[0]
+    here = [n for n in bad if (adapter_key(n)[0] if adapter_key(n) is not None else n.rsplit(".", 1)[0]) == module]
+    text = f"walking back from the loss, the gradients first differ in {module}: {_names(here)}"
+    stages = kind.backward_stages if kind is not None else ()
+    modules = {}
+    for n in here:
+        if adapter_key(n) is not None:
+            modules.setdefault(adapter_key(n)[0], []).append(adapter_key(n)[2])
+    for path, leaves in modules.items():
+        wrong = [any(leaf.startswith(prefix) for leaf in leaves) for prefix, _ in stages]
+        if wrong and wrong[0]:
+            text += (f"; in {path} already the {stages[0][0].rstrip('.')} gradients differ: its own backward, or the "
+                     "gradient that reaches the module from the sub-layer")
+        elif any(wrong):
+            k = wrong.index(True)
+            text += (f"; in {path} the {stages[k - 1][0].rstrip('.')} gradients agree and the "
+                     f"{stages[k][0].rstrip('.')} ones do not: the backward between them ({stages[k - 1][1]}) is wrong")
+    return text
+
+
 def tied_modules(ref) -> list:
     """[(leaves, paths)]: tensors of the case's adapter that are identical, and not constant, in several places (one
     module shared by them, written out under each: their gradient is then the sum over the places)."""
@@ -359,8 +391,7 @@ def diagnose(ref, case, report) -> tuple:
         for leaves, paths in tied:
             note("tied-weights", f"the trained {', '.join(leaves)} are identical in {_names(paths)}")
         if not tied:
-            bad = [g["name"] for g in grads["parameters"] if not g["ok"]]
-            unexplained.append(f"the forward agrees but the gradients of {_names(bad)} differ: a backward bug")
+            note("backward", locate_backward(ref, kind, [g["name"] for g in grads["parameters"] if not g["ok"]]))
     if (unexplained or embeddings_differ) and report["dtype"] == "float64" and _within_float32(report):
         worst = max(r["local_error"] for r in forward["layers"])
         note("precision", f"every difference is within the float32 row (largest hidden-state error {worst:.1e})")

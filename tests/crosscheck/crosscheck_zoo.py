@@ -9,11 +9,14 @@ through the same steps: every test that expects a member to fail also expects it
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import autograd.functional as F
 from adapters import AdapterConfig, AdapterSet, add_adapter, train_adapter
 from autograd import Tensor, optim
+from autograd.tensor import Function
 from minibert import BertConfig, BertModel
 from minibert_adapters.crosscheck.case import Case, adapter_config_dict, case_from_model
 
@@ -156,6 +159,28 @@ def positions_from_one(model):
     model.embeddings.hook = lambda ids, types, positions: (types, positions + 1, None)
 
 
+class GeluWithADroppedTerm(Function):
+    """The tanh GELU forward, right; its backward without the second term of the product rule (the classic slip in
+    a hand-written derivative): f'(z) = 0.5 (1 + tanh(u)) instead of that + 0.5 z (1 - tanh(u)^2) u'."""
+
+    @staticmethod
+    def forward(ctx, z):
+        t = np.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z ** 3))  # Python floats keep z's dtype
+        ctx.save_for_backward(t)
+        return 0.5 * z * (1 + t)
+
+    @staticmethod
+    def backward(ctx, g):
+        (t,) = ctx.saved
+        return (g * 0.5 * (1 + t),)
+
+
+def gelu_backward_wrong(model):
+    """backward: the adapters' non-linearity computes the right forward and a wrong derivative."""
+    for _, _, adapter in slots(model):
+        adapter.f = GeluWithADroppedTerm.apply
+
+
 # when the bug is applied: before training starts ("init"), or after train_adapter set hooks and flags ("train")
 BUGS = {
     "placement": (adapter_after_layernorm, "train"),
@@ -174,6 +199,7 @@ BUGS = {
     "bottleneck-size": (None, "built-with-M-3"),
     "base-mismatch:token-types": (token_types_ignored, "train"),
     "base-mismatch:positions": (positions_from_one, "train"),
+    "backward": (gelu_backward_wrong, "train"),
 }
 
 
