@@ -74,6 +74,8 @@ class Variant:
                               # layer's correct pair, mask the additive (B, 1, 1, P + T) one over its keys
     embed: object = None      # (module, token_type_ids, position_ids) -> (token_type_ids, position_ids) the
                               # embeddings look up
+    sublayer: object = None   # (module, slot) -> a replacement for the slot's whole forward (h, x) -> y, in the
+                              # sub-layers of `scope`: for a bug the slot's hook cannot express (before the dense)
 
 
 class AdapterKind:

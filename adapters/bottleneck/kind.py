@@ -27,6 +27,11 @@ def _sublayers(config) -> tuple:
     return {"both": SUBLAYERS, "attention": ("attention",), "ffn": ("ffn",)}[config.placement]
 
 
+def _before_dense(m, slot):
+    """The sub-layer with the adapter on its input: y = LayerNorm(x + Dropout(Dense(h + A(h))))."""
+    return lambda h, x: slot.LayerNorm(x + slot.dropout(slot.dense(h + m.adapt(h))))
+
+
 # The factors a wrongly scaled adapter output is tried with (a doubled or halved branch, a flipped sign, ...).
 SCALE_FACTORS = (2.0, 0.5, 4.0, 0.25, -1.0)
 
@@ -180,6 +185,9 @@ class BottleneckKind(AdapterKind):
                 if f != config.non_linearity:
                     out.append(Variant("non-linearity", f"adapter non-linearity {f} instead of {config.non_linearity} "
                                                         f"({where})", scope, hook(f=f)))
+            if scope == ("attention",) and not config.parallel:  # the context h is D-wide only there
+                out.append(Variant("placement", "adapter applied to the attention context, before "
+                                                "attention.output.dense", scope, sublayer=_before_dense))
             for factor in SCALE_FACTORS:
                 out.append(Variant("scale", f"adapter output scaled by {factor:g} ({where})", scope,
                                    hook(factor=factor)))

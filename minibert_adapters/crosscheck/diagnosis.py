@@ -120,6 +120,7 @@ def as_variant(layer, v: Variant, slots: list, modules: dict):
 
     slots: (path, sublayer, slot) of this layer; modules: {path: the case's adapter module there}."""
     saved_hooks = [(slot, slot.hook) for _, _, slot in slots]
+    replaced = []  # slots whose whole forward the variant replaces (an instance attribute, removed afterwards)
     norms = [m for _, m in layer.named_modules() if isinstance(m, nn.LayerNorm)]
     saved_eps = [(m, m.eps) for m in norms]
     saved_act = layer.intermediate.act
@@ -128,6 +129,9 @@ def as_variant(layer, v: Variant, slots: list, modules: dict):
             module = modules.get(path)
             if module is None:
                 slot.hook = None
+            elif v.adapter is not None and sublayer in v.adapter.scope and v.adapter.sublayer is not None:
+                slot.forward = v.adapter.sublayer(module, slot)
+                replaced.append(slot)
             elif v.adapter is not None and sublayer in v.adapter.scope:
                 slot.hook = v.adapter.hook(module)
             else:
@@ -141,6 +145,8 @@ def as_variant(layer, v: Variant, slots: list, modules: dict):
     finally:
         for slot, hook in saved_hooks:
             slot.hook = hook
+        for slot in replaced:
+            del slot.forward
         for m, eps in saved_eps:
             m.eps = eps
         layer.intermediate.act = saved_act

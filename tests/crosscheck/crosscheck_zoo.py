@@ -159,6 +159,14 @@ def positions_from_one(model):
     model.embeddings.hook = lambda ids, types, positions: (types, positions + 1, None)
 
 
+def adapter_before_the_output_dense(model):
+    """placement: the attention adapter applied to the context, before attention.output.dense."""
+    for sublayer, slot, adapter in slots(model):
+        if sublayer == "attention":
+            slot.forward = lambda h, x, slot=slot, adapter=adapter: slot.LayerNorm(
+                x + slot.dropout(slot.dense(h + adapter.adapt(h))))
+
+
 class GeluWithADroppedTerm(Function):
     """The tanh GELU forward, right; its backward without the second term of the product rule (the classic slip in
     a hand-written derivative): f'(z) = 0.5 (1 + tanh(u)) instead of that + 0.5 z (1 - tanh(u)^2) u'."""
@@ -200,6 +208,7 @@ BUGS = {
     "base-mismatch:token-types": (token_types_ignored, "train"),
     "base-mismatch:positions": (positions_from_one, "train"),
     "backward": (gelu_backward_wrong, "train"),
+    "placement:before-dense": (adapter_before_the_output_dense, "train"),
 }
 
 
