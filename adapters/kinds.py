@@ -148,6 +148,11 @@ class AdapterKind:
         """Known-wrong versions (Variant) for the cross-check diagnosis."""
         return []
 
+    def module_alone(self, module, h):
+        """The module by itself on its input h (for references below the model: a property test of one module),
+        e.g. h + A(h) for a sequential bottleneck adapter; NotImplementedError for a kind with no such form."""
+        raise NotImplementedError(f"adapter kind {self.name!r} has no module-alone form")
+
     merge_text = ""    # the merge as the paper writes it, e.g. "W + s B A" (empty: the kind does not merge)
 
     def merged(self, module, weight, bias):

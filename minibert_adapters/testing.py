@@ -87,18 +87,19 @@ def bert_configs(distinct_sizes: bool = True, max_layers: int = 3, hidden_act=("
 
 def adapter_configs(bert_config: BertConfig | None = None, kind: str = DEFAULT_KIND, plain: bool = False,
                     **options):
-    """Configs of adapter kind `kind` (its `config_strategy`). Given a `bert_config`, the kind's sizes are drawn
-    different from every axis size of it (and at least 2). For bottleneck adapters, options are sizes=(1, 6),
-    ablations=True (the parallel and inner-LayerNorm variants), policies=True (every combination of what
-    trains); plain=True draws plain Houlsby adapters only (sequential, no inner LayerNorm: ablations=False), what
-    an implementation of the paper's adapter should be tested on."""
+    """Configs of adapter kind `kind` (its `config_strategy`, whose options `options` are). Given a `bert_config`,
+    the kind's sizes are drawn different from every axis size of it (and at least 2). The default kind's options
+    are sizes=(1, 6), ablations=True (the parallel and inner-LayerNorm variants), policies=True (every
+    combination of what trains) and plain=True: plain Houlsby adapters only, what an implementation of the
+    paper's adapter should be tested on."""
     st = _strategies()
     if plain:
-        if kind != DEFAULT_KIND:
-            raise ValueError(f"plain=True is for bottleneck adapters, not kind {kind!r}")
-        options["ablations"] = False
+        options["plain"] = True
     avoid = frozenset(axis_sizes(bert_config)) if bert_config is not None else frozenset()
-    return kind_named(kind).config_strategy(st, bert_config, avoid=avoid, **options)
+    try:
+        return kind_named(kind).config_strategy(st, bert_config, avoid=avoid, **options)
+    except TypeError as e:
+        raise ValueError(f"adapter_configs(kind={kind!r}): {e}") from None
 
 
 def register_slow_profile() -> str:
@@ -235,26 +236,23 @@ def _bert_for(hidden_size: int, bert_config) -> BertConfig:
 
 
 def adapter_reference(adapter_config, weights: dict, h, cotangent=None, bert_config=None) -> Reference:
-    """One bottleneck adapter module alone, in float64: y = h + s W_up f(W_down h + b_down) + b_up (Houlsby2019
-    §2.1, Fig. 2 right), its branch only (no skip) for a parallel adapter; and the gradients of sum(y * cotangent)
-    (cotangent default: ones) for every weight and for h.
+    """One adapter module alone, in float64, as its kind defines it (`AdapterKind.module_alone`): for Houlsby
+    adapters y = h + s W_up f(W_down h + b_down) + b_up (Houlsby2019 §2.1, Fig. 2 right), the branch only for a
+    parallel one; and the gradients of sum(y * cotangent) (cotangent default: ones) for every weight and for h.
 
-    weights: {"down.weight" (M, D), "down.bias" (M,), "up.weight" (D, M), "up.bias" (D,)}, plus "layer_norm.weight"
-    and "layer_norm.bias" for the inner-LayerNorm ablation; h (..., D). bert_config gives the LayerNorm eps (default
-    BERT's 1e-12). Convention: the module's own skip is part of it (adapter-bert's `adapter` returns input + net)."""
+    weights: {leaf: array} under the module's own names (for Houlsby "down.weight" (M, D), "down.bias" (M,),
+    "up.weight" (D, M), "up.bias" (D,), plus "layer_norm.*" for the inner-LayerNorm ablation); h (..., D).
+    bert_config gives the LayerNorm eps (default BERT's 1e-12)."""
+    from adapters.kinds import kind_of
     from autograd import Tensor
 
     h = np.asarray(h, dtype=np.float64)
-    kind = kind_named(DEFAULT_KIND)
-    if not isinstance(adapter_config, kind.config_class):
-        raise TypeError(f"adapter_reference takes a bottleneck config, got {type(adapter_config).__name__}")
+    kind = kind_of(adapter_config)
     bert = _bert_for(h.shape[-1], bert_config)
     module = kind.build("reference", adapter_config, bert, np.float64, np.random.default_rng(0))
     _weights_into(module, weights, "adapter_reference")
     x = Tensor(h, requires_grad=True)
-    branch = module.adapt(x)
-    y = branch if adapter_config.parallel else x + branch
-    return _backward(y, cotangent, {"h": x}, module)
+    return _backward(kind.module_alone(module, x), cotangent, {"h": x}, module)
 
 
 def sublayer_reference(bert_config: BertConfig, adapter_config, weights: dict, h, x, cotangent=None) -> Reference:
@@ -277,11 +275,14 @@ def sublayer_reference(bert_config: BertConfig, adapter_config, weights: dict, h
     holder = Module()  # one module owning both, so every gradient is collected under its name
     holder.sublayer = sublayer
     if adapter_config is not None:
-        kind = kind_named(DEFAULT_KIND)
-        if not isinstance(adapter_config, kind.config_class):
-            raise TypeError(f"sublayer_reference takes a bottleneck config (an adapter in the sub-layer's hook), got "
-                            f"{type(adapter_config).__name__}")
+        from adapters.kinds import kind_of
+
+        kind = kind_of(adapter_config)
+        places = {label: place for place in kind.all_slots(BertModel(bert_config, dtype=np.float64, seed=0))
+                  for _, label, slot in [place] if isinstance(slot, SublayerOutput)}
         label = "attention" if n_in == bert_config.hidden_size else "ffn"
+        if label not in places:
+            raise TypeError(f"sublayer_reference: a {kind.name} adapter has no module in a sub-layer's hook")
         holder.adapter = kind.build("reference", adapter_config, bert_config, np.float64, np.random.default_rng(0),
                                     ("", label, sublayer)).eval()
         sublayer.hook = holder.adapter.forward

@@ -202,6 +202,12 @@ class BottleneckKind(AdapterKind):
                                            m, a, x, norm, f=f, skip=False)))(f)))
         return out
 
+    def module_alone(self, module, h):
+        """h + A(h), or A(h) alone for a parallel adapter. Convention: the module's own skip is part of it
+        (adapter-bert's `adapter` returns input + net)."""
+        branch = module.adapt(h)
+        return branch if module.parallel else h + branch
+
     codes = {"scale": "The adapter's output is scaled by another factor than the claimed scaling",
              "bottleneck-size": "The adapter's tensors have another bottleneck size than the claimed one"}
     size_code = "bottleneck-size"
@@ -222,10 +228,11 @@ class BottleneckKind(AdapterKind):
         return config_to_hub(config, bert_config.hidden_size)
 
     def config_strategy(self, st, bert_config=None, sizes=(1, 6), ablations: bool = True, policies: bool = True,
-                        avoid=frozenset()):
+                        avoid=frozenset(), plain: bool = False):
         """Bottleneck size, non-linearity, placement; with `ablations` also the parallel and inner-LayerNorm
-        variants; with `policies` every combination of what trains. M avoids the sizes in `avoid` (at least 2
-        then)."""
+        variants (plain=True: none of them, the paper's adapter only); with `policies` every combination of what
+        trains. M avoids the sizes in `avoid` (at least 2 then)."""
+        ablations = ablations and not plain
         size = st.integers(*sizes)
         if avoid:
             size = st.integers(max(2, sizes[0]), max(sizes[1], 2) + len(avoid)).filter(lambda m: m not in avoid)

@@ -155,3 +155,10 @@ def test_the_documented_numpy_property_test_runs_and_catches_a_planted_bug(tmp_p
     with pytest.raises(AssertionError, match="h"):
         run_as_a_module(wrong, tmp_path, "doc_numpy_adapter_bug").test_my_numpy_adapter_matches_the_reference()
     assert time.monotonic() - start < 60
+
+
+def test_an_option_a_kind_has_not_is_refused_naming_the_kind():
+    from minibert_adapters.testing import adapter_configs
+
+    with pytest.raises(ValueError, match="kind='lora'.*plain"):
+        adapter_configs(kind="lora", plain=True)
