@@ -22,6 +22,9 @@ def register(sub):
                                                          "that cannot be judged too: {\"ok\": null, \"error\": ...})")
     p.add_argument("--json-out", metavar="FILE", help="also write the JSON report to FILE, while the text is printed "
                                                       "(one run for both)")
+    p.add_argument("--base", metavar="FOLDER", action="append",
+                   help="a model folder (config.json, model.safetensors) where a base the case names by its digest is "
+                        "looked for (repeatable; default: the embedded all-MiniLM-L6-v2)")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative tolerance for hidden states and gradients instead of the table's row for the "
                         "case's dtype (minibert_adapters/crosscheck/tolerances.py); the report records it")
@@ -39,7 +42,7 @@ def run(args) -> int:
             json_out_ok = True
         if args.rtol is not None and not args.rtol > 0:
             raise ValueError(f"--rtol must be positive, got {args.rtol}")
-        report = crosscheck(args.case, rtol=args.rtol)
+        report = crosscheck(args.case, rtol=args.rtol, bases=args.base)
     except (ValueError, TypeError, KeyError, OSError) as e:
         # the command's one-line error goes to stderr (exit 2); a JSON reader still gets one object
         failure = {"case": args.case, "ok": None, "error": str(e.args[0]) if isinstance(e, KeyError) else str(e)}

@@ -97,17 +97,30 @@ class Case:
             meta["producer"] = self.producer
         return meta
 
-    def save(self, path) -> Path:
+    def save(self, path, base_by_digest: bool = False) -> Path:
+        """Write the case. base_by_digest: leave out the base tensors that do not train and name them by their
+        digest instead (minibert_adapters.crosscheck.base): a case of a real model with trained adapters is then a
+        few MB; the judge finds the base in the embedded model or a --base folder."""
         from safetensors.numpy import save_file
 
+        from minibert_adapters.crosscheck.base import KEY, base_metadata, frozen_base_names
+
         path = Path(path)
-        save_file(self.tensors(), str(path), metadata=self.metadata())
+        tensors, meta = self.tensors(), self.metadata()
+        if base_by_digest:
+            names = frozen_base_names(self.params, self.trainable, lambda k: adapter_key(k) is not None)
+            meta[KEY] = base_metadata(self.params, names)
+            for name in names:
+                tensors.pop(f"param/{name}")
+                tensors.pop(f"grad/{name}", None)
+        save_file(tensors, str(path), metadata=meta)
         return path
 
 
 # ---- reading ---------------------------------------------------------------------------------------------------
-def read_case(path) -> Case:
-    """Read and check a case file. Raises CaseError (a ValueError) naming the file and the problem."""
+def read_case(path, bases=None) -> Case:
+    """Read and check a case file. Raises CaseError (a ValueError) naming the file and the problem. bases: the
+    model folders where a base named by digest is looked for, before the embedded MiniLM."""
     from safetensors import SafetensorError, safe_open
 
     path = Path(path)
@@ -119,7 +132,7 @@ def read_case(path) -> Case:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, ValueError, OSError) as e:
         raise CaseError(f"{path}: not a readable safetensors file: {e}") from None
-    return case_from_tensors(tensors, meta, source=str(path))
+    return case_from_tensors(tensors, meta, source=str(path), bases=bases)
 
 
 def _json_field(meta: dict, key: str, where: str, required: bool = True):
@@ -180,8 +193,9 @@ def canonical_name(name: str):
     return name.removeprefix("bert."), None, None
 
 
-def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Case:
-    """Build a checked Case from a file's tensors and metadata (what read_case reads)."""
+def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>", bases=None) -> Case:
+    """Build a checked Case from a file's tensors and metadata (what read_case reads); a base named by digest
+    is filled in from `bases` (minibert_adapters.crosscheck.base)."""
     where = source
     if meta.get("format") != FORMAT:
         raise CaseError(f"{where}: metadata 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
@@ -223,6 +237,19 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>") -> Ca
                             "input/attention_mask, input/token_type_ids, input/cotangent, output/hidden_states/<i>)")
 
     params, inputs = groups["param"], groups["input"]
+    if "base" in meta:
+        from minibert_adapters.crosscheck.base import resolve_base
+
+        field = _json_field(meta, "base", where)
+        dtypes = {str(v.dtype) for v in params.values()} or {"float64"}
+        try:
+            base = resolve_base(field, next(iter(sorted(dtypes))), bases, where)
+        except ValueError as e:
+            raise CaseError(str(e)) from None
+        both = sorted(set(base) & set(params))
+        if both:
+            raise CaseError(f"{where}: param/ tensors the metadata 'base' also names: {both[:5]}")
+        params.update(base)
     if not params:
         raise CaseError(f"{where}: no param/ tensors")
     dtypes = {str(v.dtype) for v in params.values()}

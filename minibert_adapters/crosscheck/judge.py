@@ -358,15 +358,16 @@ def init_output_change(ref: Reference, case: Case) -> dict:
     return {"candidate": change_theirs, "ours": change_ours, "ratio": ratio, "limit": CHANGE_RATIO_LIMIT, "ok": ok}
 
 
-def crosscheck(case, rtol: float | None = None) -> dict:
+def crosscheck(case, rtol: float | None = None, bases=None) -> dict:
     """Judge a case (a Case or the path of a case file). Returns a JSON-able report with "ok" and "diagnosis".
 
     rtol: a relative tolerance for hidden states and gradients instead of the table's (the command's --rtol).
+    bases: model folders where a base named by digest is looked for (default: the embedded MiniLM).
     Raises CaseError for a case that cannot be judged.
     """
     # A Case built in memory gets the same checks and name normalisation as one read from a file.
     case = case_from_tensors(case.tensors(), case.metadata(), case.source) if isinstance(case, Case) else \
-        read_case(case)
+        read_case(case, bases)
     dtype_name = str(case.dtype)
     tol = tolerance_for(case.dtype)
     if rtol is not None:
