@@ -223,10 +223,11 @@ def _records(path: Path, fmt: str):
         yield line_no, dict(zip(header, row))
 
 
-def _label(path, line_no, value, task) -> int:
-    """An integer label: an int (or its text), or a name in the task's label list."""
+def _label(path, line_no, value, task, num_labels=None) -> int:
+    """An integer label: an int (or its text) below the task's (else num_labels') class count, or a name in the
+    task's label list."""
     names = TASKS[task].label_names if task else ()
-    n = TASKS[task].num_labels if task else None
+    n = TASKS[task].num_labels if task else num_labels
     if isinstance(value, bool) or value is None:
         value = str(value)
     if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
@@ -241,13 +242,14 @@ def _label(path, line_no, value, task) -> int:
 
 
 def read_table(path, fmt=None, text_column=None, text_pair_column=None, label_column="label",
-               task=None, need_labels=True) -> list:
+               task=None, need_labels=True, num_labels=None) -> list:
     """Examples from a TSV / CSV file with a header row, or a JSON-lines file (one object per line).
 
     Columns: `text_column` (and `text_pair_column` for pairs); when not given, GLUE's names, the first that
     the file has of sentence1/sentence2, question/sentence, sentence. Labels from `label_column`: integers,
-    or names in `task`'s label list (RTE's entailment / not_entailment). need_labels=False (prediction)
-    ignores labels and gives -1. Every problem is a ValueError naming the file (and line).
+    or names in `task`'s label list (RTE's entailment / not_entailment); num_labels (without a task): integer
+    labels must be below it. need_labels=False (prediction) ignores labels and gives -1. Every problem is a
+    ValueError naming the file (and line).
     """
     path = Path(path)
     if not path.is_file():
@@ -270,7 +272,7 @@ def read_table(path, fmt=None, text_column=None, text_pair_column=None, label_co
         for column, value in ((a_col, text_a), (b_col, text_b)):
             if column and not (isinstance(value, str) and value.strip()):
                 raise ValueError(f"{path}:{line_no}: column {column!r} is missing, empty or not text")
-        label = _label(path, line_no, record.get(label_column), task) if need_labels else -1
+        label = _label(path, line_no, record.get(label_column), task, num_labels) if need_labels else -1
         examples.append(Example(text_a.strip(), text_b.strip() if text_b else None, label))
     if not examples:
         raise ValueError(f"{path}: no examples (only a header, or empty)")
