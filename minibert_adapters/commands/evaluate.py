@@ -3,7 +3,8 @@
 --model takes a `minibert train` run folder (its best/ checkpoint), an adapter folder (adapter_config.json +
 adapter.safetensors, loaded onto the base model it names) or a full model folder (config.json +
 model.safetensors with a classification head). A run's best/ or last/ given directly still reads the run's
-task and max length from its history.json.
+task and max length from its history.json. AdapterHub and PEFT folders hold no trained classification head,
+so they are refused here (adapters.load_adapter reads them in Python).
 
 Files of more than PROGRESS_CHUNK examples show their progress on stderr; stdout holds only the results.
 """
@@ -39,9 +40,9 @@ class Loaded:
 def load_trained(path, base_model=None, checkpoint="best") -> Loaded:
     """The model in a run folder (its best/ or last/), an adapter folder or a full model folder."""
     from adapters import load_adapter
-    from adapters.io import CONFIG_NAME, WEIGHTS_NAME, read_adapter_meta
+    from adapters.io import CONFIG_NAME, WEIGHTS_NAME, folder_kind, read_adapter_meta
     from minibert import BertForSequenceClassification, Tokenizer
-    from minibert.pretrained import DEFAULT_MODEL
+    from minibert.pretrained import DEFAULT_MODEL, read_json_object
     from minibert.weights import read_safetensors
 
     folder, task, max_length = Path(path), None, None
@@ -63,6 +64,13 @@ def load_trained(path, base_model=None, checkpoint="best") -> Loaded:
             raise FileNotFoundError(f"--model {path}: the run has no {checkpoint}/ checkpoint yet")
         folder = inner
     if (folder / CONFIG_NAME).is_file():
+        origin = folder_kind(read_json_object(folder / CONFIG_NAME, "adapter config"))
+        if origin in ("AdapterHub", "PEFT"):
+            raise ValueError(f"--model {path}: an {origin} adapter folder, which holds the adapter without a trained "
+                             "classification head, so there is nothing to classify with; give a `minibert train` "
+                             "run folder, an adapter folder adapters.save_adapter wrote (with its head), or a full "
+                             f"model folder (in Python, adapters.load_adapter(model, folder) reads {origin} folders: "
+                             "train a head on it, then save_adapter)")
         meta = read_adapter_meta(folder)
         recorded = meta["base_model"].get("name_or_path")
         base = base_model or recorded

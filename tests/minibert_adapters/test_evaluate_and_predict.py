@@ -1,6 +1,6 @@
 """evaluate and predict on a small saved run (a tiny BERT with MiniLM's tokenizer, an adapter saved as `minibert
 train` saves it, a history.json): labels checked against the model's classes, label names and text printed as
-given, progress on stderr for large files, Ctrl-C as one line."""
+given, progress on stderr for large files, Ctrl-C as one line, and a clear word for folders it cannot use."""
 
 import contextlib
 import io
@@ -8,7 +8,7 @@ import json
 import shutil
 
 import pytest
-from helpers import have_default_model, require, tiny_config
+from helpers import FIXTURES, have_default_model, require, tiny_config
 
 import minibert_adapters.commands.evaluate as evaluate_command
 from adapters import add_adapter, save_adapter
@@ -115,3 +115,10 @@ def test_ctrl_c_while_starting_is_one_line_and_exit_130(monkeypatch):
     monkeypatch.setattr("importlib.import_module", interrupted)  # as if Ctrl-C came while a command is imported
     assert run(["evaluate", "--help"]) == (130, "", "minibert: interrupted\n")
 
+
+@pytest.mark.parametrize("fixture, origin", [("adapterhub_houlsby", "AdapterHub"), ("peft/lora_qv", "PEFT")])
+def test_an_adapterhub_or_peft_folder_is_named_for_what_it_is(fixture, origin):
+    code, stdout, stderr = run(["evaluate", "--model", FIXTURES / fixture, "--data", "unused.tsv"])
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr.startswith(f"minibert evaluate: error: --model {FIXTURES / fixture}: an {origin} adapter folder")
+    assert "adapters.load_adapter" in stderr and "run folder" in stderr
