@@ -108,6 +108,29 @@ def test_damaged_adapter_configs_are_refused_with_the_file_named(saved, tmp_path
         assert "task" not in AdapterSet.of(model).configs  # nothing half-added
 
 
+
+@pytest.mark.parametrize("fmt", ["ours", "AdapterHub", "PEFT"])
+@pytest.mark.parametrize("content, problem", [
+    (b"{", "is not valid JSON"), (b"[1]", "is not a JSON object (it holds a JSON array)"),
+    (b'{"name": "caf\xe9"}', "is not UTF-8 text"),
+])
+def test_a_damaged_adapter_config_json_is_named_alike_by_every_loader(saved, tmp_path, fmt, content, problem):
+    from helpers import FIXTURES
+
+    from adapters import load_adapterhub, load_peft
+
+    root, _ = saved
+    source = {"ours": root / "adapter", "AdapterHub": FIXTURES / "adapterhub_houlsby",
+              "PEFT": FIXTURES / "peft" / "lora_qv"}[fmt]
+    folder = copy_folder(source, tmp_path / "damaged")
+    path = folder / "adapter_config.json"
+    path.write_bytes(content)
+    loaders = [load_adapter] + {"ours": [], "AdapterHub": [load_adapterhub], "PEFT": [load_peft]}[fmt]
+    for load in loaders:
+        with pytest.raises(ValueError) as e:
+            load(fresh(), folder)
+        assert str(e.value).startswith(f"{path}: the ") and problem in str(e.value), (load.__name__, e.value)
+
 def test_randomly_damaged_adapter_configs_never_load_other_values(saved, tmp_path):
     root, values = saved
     text = (root / "adapter" / "adapter_config.json").read_text()
