@@ -8,10 +8,10 @@ import json
 import shutil
 
 import pytest
-from helpers import FIXTURES, have_default_model, require, tiny_config
+from helpers import FIXTURES, TINY, have_default_model, require, tiny_config
 
 import minibert_adapters.commands.evaluate as evaluate_command
-from adapters import add_adapter, save_adapter
+from adapters import AdapterConfig, add_adapter, save_adapter
 from minibert import BertForSequenceClassification, BertModel
 from minibert_adapters.cli import main
 
@@ -35,7 +35,7 @@ def saved_run(tmp_path_factory):
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(default_model_dir() / name, base / name)
     model = BertForSequenceClassification.from_pretrained(base, num_labels=2)
-    add_adapter(model, "task", "houlsby", seed=1)
+    add_adapter(model, "task", AdapterConfig.from_preset("houlsby", bottleneck_size=TINY["M"]), seed=1)  # M <= D = 12
     out = root / "run"
     save_adapter(model, "task", out / "best")
     (out / "history.json").write_text(json.dumps({"settings": {"task": "sst2", "max_length": 16,
