@@ -10,10 +10,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_inputs
+from helpers import TINY, tiny_config, tiny_inputs
 from safetensors.numpy import load_file, save_file
 
-from adapters import AdapterSet, add_adapter, load_adapter, save_adapter
+from adapters import AdapterConfig, AdapterSet, add_adapter, load_adapter, save_adapter
 from autograd.nn import StateDictError
 from minibert import BertForSequenceClassification, BertModel
 
@@ -25,7 +25,7 @@ N_TRUNCATIONS = 50
 def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("saved")
     model = BertForSequenceClassification(tiny_config(num_labels=3), dtype=np.float32, seed=1)
-    add_adapter(model, "task", "houlsby", seed=2)
+    add_adapter(model, "task", AdapterConfig.from_preset("houlsby", bottleneck_size=TINY["M"]), seed=2)  # M <= D
     for p in model.parameters():  # every tensor trained away from its init
         p.data += np.random.default_rng(3).standard_normal(p.shape).astype(p.dtype) * 0.01
     save_adapter(model, "task", root / "adapter")
