@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from adapters.configs import KindConfig, preset_config
+from adapters.configs import ConfigError, KindConfig, preset_config
 from adapters.kinds import kind_of
 from adapters.policy import Policy, apply_policy, base_model, count_by_role, parameter_roles
 from autograd import nn
@@ -54,7 +54,7 @@ class AdapterSet:
             raise KeyError(f"no adapter named {name!r} on this model (adapters: {known})")
         return self.configs[name]
 
-    def add(self, name: str, config, seed: int | None = 0):
+    def add(self, name: str, config, seed: int | None = 0, check_fit: bool = True):
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"adapter name must be a Python identifier (it becomes part of parameter names), "
                              f"got {name!r}")
@@ -68,8 +68,12 @@ class AdapterSet:
         if name in self.configs:
             raise ValueError(f"an adapter named {name!r} already exists; remove_adapter(model, {name!r}) first")
         bert = base_model(self.model)
+        places = list(kind.slots(bert, config))
+        problems = kind.fit_problems(config, bert.config, places) if check_fit else []
+        if problems:  # before building: a refused adapter leaves no modules behind in some slots
+            raise ConfigError(f"{type(config).__name__} does not fit this model: " + "; ".join(problems))
         rng = np.random.default_rng(seed)
-        for place in kind.slots(bert, config):
+        for place in places:
             slot = place[2]
             if "adapters" not in dict(slot.named_children()):
                 slot.adapters = nn.ModuleDict()
@@ -256,7 +260,9 @@ def copy_into_adapter(model, name: str, config, tensors: dict, what: str, adapte
     adapter_set = AdapterSet.of(model)
     added = name not in adapter_set.configs
     if added:
-        adapter_set.add(name, config)
+        # Saved tensors load at the shapes they have: fit_problems judges the sizes of new adapters (files written
+        # before it, such as tests/fixtures/adapter_written_by_fb55466, hold a 64-wide "bottleneck" on width 12).
+        adapter_set.add(name, config, check_fit=False)
     else:
         refuse_other_config(model, name, config, what)
     own = adapter_set.task_parameters(name)

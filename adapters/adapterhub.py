@@ -19,6 +19,7 @@ from adapters.compat import HUB_DEFAULT_ARCHITECTURE
 from adapters.kinds import KINDS, kind_of
 from adapters.names import adapter_key, adapter_parameter_name
 from adapters.policy import base_model
+from minibert.pretrained import read_json_object
 from minibert.weights import read_safetensors, write_atomically
 
 HUB_WEIGHTS_NAME = "adapter.safetensors"   # AdapterHub's SAFE_WEIGHTS_NAME; load with use_safetensors=True
@@ -51,12 +52,7 @@ def _read_hub(source):
     config = None
     path = folder / "adapter_config.json"
     if path.is_file():
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{path} does not hold a JSON object")
+        config = read_json_object(path, "AdapterHub adapter config")
         config = config.get("config", config)
         if not isinstance(config, dict):
             raise ValueError(f"{path}: its 'config' is not a JSON object")

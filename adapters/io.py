@@ -18,6 +18,7 @@ from adapters.compat import DEFAULT_KIND
 from adapters.kinds import kind_named, kind_of
 from adapters.peft import load_peft
 from adapters.policy import base_model
+from minibert.pretrained import read_json_object
 from minibert.weights import read_safetensors, write_atomically, write_safetensors
 
 CONFIG_NAME = "adapter_config.json"
@@ -59,12 +60,7 @@ def read_adapter_meta(directory) -> dict:
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"no {CONFIG_NAME} in {directory} (not a saved adapter)")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict):
-        raise ValueError(f"{path} does not hold a JSON object")
+    meta = read_json_object(path, "adapter config")
     what = folder_kind(meta)
     if what != "minibert-adapters":
         raise ValueError(f"{path}: {what}, not an adapter saved by save_adapter")
@@ -101,13 +97,10 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
     directory = Path(directory)
     path = directory / CONFIG_NAME
     if path.is_file():
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raw = None  # read_adapter_meta says so, naming the file
-        if isinstance(raw, dict) and folder_kind(raw) == "AdapterHub":
+        raw = read_json_object(path, "adapter config")
+        if folder_kind(raw) == "AdapterHub":
             return load_adapterhub(model, directory, name or raw.get("name"), set_active=set_active)
-        if isinstance(raw, dict) and folder_kind(raw) == "PEFT":
+        if folder_kind(raw) == "PEFT":
             return load_peft(model, directory, name, set_active=set_active)
     meta = read_adapter_meta(directory)
     name = name or meta["name"]

@@ -5,7 +5,8 @@ own method, everything the rest of the project asks:
 
     where it goes     slots(bert, config) -> [(path, sublayer, slot module)];  all_slots(bert) (any config)
     what it builds    build(name, config, bert_config, dtype, rng, place) -> AdapterModule, one per place
-                      (a place is one (path, label, slot module) of `slots`)
+                      (a place is one (path, label, slot module) of `slots`); fit_problems(...) first says
+                      what of the config the model cannot take (a rank above a Linear's width)
     what it counts    formula(config, bert_config) (per module, by arithmetic); formula_text; expected_modules
     its init          identity_config(config) (exactly the base model at init, or None); init_claims(...)
                       (the distribution each tensor claims); expected_init_change(config, bert_config)
@@ -100,6 +101,12 @@ class AdapterKind:
     def build(self, name, config, bert_config, dtype, rng, place=None) -> AdapterModule:
         """The module for `place`, one (path, label, slot module) of `slots` (its shape may decide the module's)."""
         raise NotImplementedError
+
+    def fit_problems(self, config, bert_config, places) -> list:
+        """What keeps `config` from fitting a model of `bert_config` at `places` (its `slots`), one sentence each
+        naming the field, its value and the model's size (a bottleneck wider than the layer); add_adapter refuses
+        such a config before it builds anything. Sizes a config can check alone are its `problems`."""
+        return []
 
     def formula(self, config, bert_config, place=None) -> int:
         """Parameters of the module at `place` ((path, label, slot) of `slots`), by the method's formula."""

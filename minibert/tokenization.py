@@ -11,12 +11,11 @@ This module only chooses the settings, checks the inputs and lays the result out
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from minibert.pretrained import ModelNotFoundError, resolve_model_dir
+from minibert.pretrained import ModelNotFoundError, read_json_object, resolve_model_dir
 
 TOKENIZER_FILE = "tokenizer.json"
 VOCAB_FILE = "vocab.txt"
@@ -50,11 +49,17 @@ class Encoding(dict):
 
 
 def _read_json(path: Path) -> dict:
-    """A small JSON config, or {} when the file is absent."""
-    if not path.is_file():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A small JSON config, or {} when the file is absent; a ValueError naming the file if it is damaged."""
+    return read_json_object(path, f"tokenizer settings ({path.name})") if path.exists() else {}
+
+
+def _backend_read(file: Path, what: str, read):
+    """read(str(file)), with the `tokenizers` library's errors (plain Exceptions, their message without the
+    file) as one ValueError naming the file."""
+    try:
+        return read(str(file))
+    except Exception as e:  # tokenizers raises bare Exception for a file it cannot parse
+        raise ValueError(f"{file}: not a readable {what}: {e}") from None
 
 
 def _token_text(value):
@@ -81,7 +86,7 @@ def _bert_backend_from_vocab(vocab_file: Path, config: dict, special: dict):
     from tokenizers import decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
 
-    vocab = WordPiece.read_file(str(vocab_file))
+    vocab = _backend_read(vocab_file, "WordPiece vocabulary (one token per line, UTF-8)", WordPiece.read_file)
     required = [special[k] for k in ("unk_token", "cls_token", "sep_token", "pad_token")]
     missing = [t for t in required if t not in vocab]
     if missing:
@@ -156,7 +161,9 @@ class Tokenizer:
             if file.suffix == ".json":
                 from tokenizers import Tokenizer as Backend
 
-                return cls(Backend.from_file(str(file)), special, source=str(file))
+                backend = _backend_read(file, "tokenizer.json (as tokenizers' Tokenizer.save writes it)",
+                                        Backend.from_file)
+                return cls(backend, special, source=str(file))
             config = _read_json(folder / TOKENIZER_CONFIG_FILE)
             backend = _bert_backend_from_vocab(file, config, {**DEFAULT_SPECIAL_TOKENS, **special})
             return cls(backend, special, source=str(file))

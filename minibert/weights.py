@@ -170,17 +170,20 @@ def convert_pytorch_checkpoint(src, dst) -> tuple[Path, list]:
     is unwrapped. Convention: bfloat16 tensors (NumPy has no bfloat16) are widened to float32, exactly.
     Returns (the file written, notes on what was changed).
     """
+    src, dst = Path(src), Path(dst)
+    src_file = src / "pytorch_model.bin" if src.is_dir() else src
+    # The input first: a wrong path is the likelier mistake, and installing torch would not mend it.
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    if not src_file.is_file():
+        raise FileNotFoundError(f"no pytorch_model.bin at {src_file}")
+    if src_file.stat().st_size == 0:
+        raise ValueError(f"{src_file} is empty (0 bytes): not a checkpoint")
     try:
         import torch
     except ImportError:
         raise ImportError("converting pytorch_model.bin needs torch (only for this step): "
                           "pip install torch==2.13.0") from None
-    src, dst = Path(src), Path(dst)
-    src_file = src / "pytorch_model.bin" if src.is_dir() else src
-    if not src_file.is_file():
-        raise FileNotFoundError(f"no pytorch_model.bin at {src_file}")
-    if src_file.stat().st_size == 0:
-        raise ValueError(f"{src_file} is empty (0 bytes): not a checkpoint")
     try:
         state = torch.load(src_file, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for anything but tensors and plain containers

@@ -37,16 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)  # a usage error exits 2 here, with argparse's message
-    kernels.keep_freed_memory()  # a command owns its process: reuse freed activation memory (see the function)
+    command = ""
     try:
-        return args.func(args)
-    except (ValueError, TypeError, KeyError, OSError, ImportError) as e:
-        # OSError: a file that cannot be read or written (permissions, a full disk); its message names it.
-        message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-        print(f"minibert {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        parser = build_parser()  # imports every command module: Ctrl-C may come here already
+        args = parser.parse_args(argv)  # a usage error exits 2 here, with argparse's message
+        command = f" {args.command}"
+        kernels.keep_freed_memory()  # a command owns its process: reuse freed activation memory (see the function)
+        try:
+            return args.func(args)
+        except (ValueError, TypeError, KeyError, OSError, ImportError) as e:
+            # OSError: a file that cannot be read or written (permissions, a full disk); its message names it.
+            message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            print(f"minibert{command}: error: {message}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        # Ctrl-C while starting, loading or evaluating: a traceback would only say where the process happened to
+        # be; 130 (128 + SIGINT) is what the shell reports for an interrupted command. `train` catches its own
+        # first Ctrl-C to save, and reports that itself.
+        print(f"minibert{command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

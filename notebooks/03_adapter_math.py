@@ -155,11 +155,12 @@ for d in (384, 768, 1024):
 # On the whole MiniLM, with 2 modules × 6 layers, and as a share of the base model's 22.7M parameters.
 # Adapter tuning also trains the LayerNorms (2d per LayerNorm, 13 of them) and the head (d·2 + 2 for two
 # classes); `adapter_summary` counts each role (the policy decides, `adapters/policy.py`). The paper's
-# Figure 4 sweeps m = 2⁰ … 2⁹:
+# Figure 4 sweeps m = 2⁰ … 2⁹ on BERT (d = 768 or 1024); on MiniLM's d = 384 the sweep stops at 2⁸, because
+# m = 512 would be wider than the layer it adapts, no bottleneck (`add_adapter` refuses it):
 
 # %%
 clf = BertForSequenceClassification.from_pretrained(num_labels=2)   # float32 is enough for counting
-sizes = [2 ** n for n in range(10)]
+sizes = [2 ** n for n in range(9)]
 rows = []
 for m in sizes:
     add_adapter(clf, f"m{m}", AdapterConfig.from_preset("houlsby", bottleneck_size=m), set_active=False)

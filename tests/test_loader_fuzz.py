@@ -10,10 +10,10 @@ import json
 
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_inputs
+from helpers import TINY, tiny_config, tiny_inputs
 from safetensors.numpy import load_file, save_file
 
-from adapters import AdapterSet, add_adapter, load_adapter, save_adapter
+from adapters import AdapterConfig, AdapterSet, add_adapter, load_adapter, save_adapter
 from autograd.nn import StateDictError
 from minibert import BertForSequenceClassification, BertModel
 
@@ -25,7 +25,7 @@ N_TRUNCATIONS = 50
 def saved(tmp_path_factory):
     root = tmp_path_factory.mktemp("saved")
     model = BertForSequenceClassification(tiny_config(num_labels=3), dtype=np.float32, seed=1)
-    add_adapter(model, "task", "houlsby", seed=2)
+    add_adapter(model, "task", AdapterConfig.from_preset("houlsby", bottleneck_size=TINY["M"]), seed=2)  # M <= D
     for p in model.parameters():  # every tensor trained away from its init
         p.data += np.random.default_rng(3).standard_normal(p.shape).astype(p.dtype) * 0.01
     save_adapter(model, "task", root / "adapter")
@@ -107,6 +107,29 @@ def test_damaged_adapter_configs_are_refused_with_the_file_named(saved, tmp_path
         assert "adapter_config.json" in str(e.value) or "kind" in str(e.value), (variant, e.value)
         assert "task" not in AdapterSet.of(model).configs  # nothing half-added
 
+
+
+@pytest.mark.parametrize("fmt", ["ours", "AdapterHub", "PEFT"])
+@pytest.mark.parametrize("content, problem", [
+    (b"{", "is not valid JSON"), (b"[1]", "is not a JSON object (it holds a JSON array)"),
+    (b'{"name": "caf\xe9"}', "is not UTF-8 text"),
+])
+def test_a_damaged_adapter_config_json_is_named_alike_by_every_loader(saved, tmp_path, fmt, content, problem):
+    from helpers import FIXTURES
+
+    from adapters import load_adapterhub, load_peft
+
+    root, _ = saved
+    source = {"ours": root / "adapter", "AdapterHub": FIXTURES / "adapterhub_houlsby",
+              "PEFT": FIXTURES / "peft" / "lora_qv"}[fmt]
+    folder = copy_folder(source, tmp_path / "damaged")
+    path = folder / "adapter_config.json"
+    path.write_bytes(content)
+    loaders = [load_adapter] + {"ours": [], "AdapterHub": [load_adapterhub], "PEFT": [load_peft]}[fmt]
+    for load in loaders:
+        with pytest.raises(ValueError) as e:
+            load(fresh(), folder)
+        assert str(e.value).startswith(f"{path}: the ") and problem in str(e.value), (load.__name__, e.value)
 
 def test_randomly_damaged_adapter_configs_never_load_other_values(saved, tmp_path):
     root, values = saved

@@ -78,10 +78,34 @@ class BottleneckConfig(KindConfig):
         return problems
 
     def size_for(self, hidden_size: int) -> int:
-        """M for a model of width D: bottleneck_size if given, else D / reduction_factor (at least 1)."""
+        """M for a model of width D: bottleneck_size if given, else D / reduction_factor (at least 1).
+
+        Rounded down as AdapterHub's int(D // r), so that an adapter saved with a factor loads at the size it was
+        saved with; a new adapter must have a size that needs no rounding (`size_problem`)."""
         if self.bottleneck_size is not None:
             return self.bottleneck_size
         return max(1, int(hidden_size // self.reduction_factor))
+
+    def size_problem(self, hidden_size: int) -> str | None:
+        """Why the size is no bottleneck of a model of width D, or None: M must be a whole number from 1 to D. A
+        wider "bottleneck" is not one, and a reduction factor that D / factor rounds (to 0, or to a whole number
+        below it) would train another size than the one asked for."""
+        if self.bottleneck_size is not None:
+            if self.bottleneck_size > hidden_size:
+                return (f"bottleneck_size {self.bottleneck_size} is larger than the hidden size {hidden_size}: a "
+                        f"bottleneck is at most as wide as the layer it adapts (give at most {hidden_size})")
+            return None
+        factor = self.reduction_factor
+        exact, m = hidden_size / factor, int(hidden_size // factor)
+        given = f"reduction_factor {factor:g} on the hidden size {hidden_size}"
+        if m < 1:
+            return f"{given} gives a bottleneck of {exact:g}, less than 1 (give a factor of at most {hidden_size})"
+        if m > hidden_size:
+            return f"{given} gives a bottleneck of {m}, wider than the hidden size (a factor below 1 widens the layer)"
+        if abs(m * factor - hidden_size) > 1e-9 * hidden_size:
+            return (f"{given} does not divide it: {hidden_size} / {factor:g} = {exact!r} would be rounded down to "
+                    f"{m}; give a factor that divides {hidden_size}, or bottleneck_size")
+        return None
 
     @property
     def sublayers(self) -> tuple:

@@ -98,6 +98,10 @@ class BottleneckKind(AdapterKind):
                                  original_ln_after=config.original_ln_after,
                                  residual_before_ln=config.residual_before_ln)
 
+    def fit_problems(self, config, bert_config, places) -> list:
+        problem = config.size_problem(bert_config.hidden_size)
+        return [] if problem is None else [problem]
+
     def formula(self, config, bert_config, place=None) -> int:
         d = bert_config.hidden_size
         return bottleneck_parameters(d, config.size_for(d), config.layer_norm)
@@ -231,11 +235,13 @@ class BottleneckKind(AdapterKind):
                         avoid=frozenset(), plain: bool = False):
         """Bottleneck size, non-linearity, placement; with `ablations` also the parallel and inner-LayerNorm
         variants (plain=True: none of them, the paper's adapter only); with `policies` every combination of what
-        trains. M avoids the sizes in `avoid` (at least 2 then)."""
+        trains. M avoids the sizes in `avoid` (at least 2 then), and with `bert_config` is at most its hidden
+        size."""
         ablations = ablations and not plain
-        size = st.integers(*sizes)
-        if avoid:
-            size = st.integers(max(2, sizes[0]), max(sizes[1], 2) + len(avoid)).filter(lambda m: m not in avoid)
+        low, high = (max(2, sizes[0]), max(sizes[1], 2) + len(avoid)) if avoid else sizes
+        widest = bert_config.hidden_size if bert_config is not None else high  # M <= D: fit_problems
+        # 1 when no other M is left (a narrow D whose other axes take the rest): no axis of a distinct config is 1
+        size = st.sampled_from([m for m in range(low, high + 1) if m not in avoid and m <= widest] or [1])
         flag = st.booleans() if ablations else st.just(False)
         policy = st.booleans() if policies else st.just(True)
         return st.builds(BottleneckConfig, bottleneck_size=size, non_linearity=st.sampled_from(NON_LINEARITIES),

@@ -45,6 +45,19 @@ class LoraKind(AdapterKind):
         return LoraLinear(d_in, d_out, config.r, config.scaling, config.dropout, config.init, dtype=dtype, rng=rng,
                           name=name)
 
+    def fit_problems(self, config, bert_config, places) -> list:
+        """r at most min(d_in, d_out) of every adapted Linear: B A has rank at most that, so a larger r only adds
+        parameters that cannot change the update."""
+        if not places:
+            return []
+        narrowest = min(places, key=lambda place: min(_shape(bert_config, place)))
+        d_in, d_out = _shape(bert_config, narrowest)
+        if config.r > min(d_in, d_out):
+            return [f"r {config.r} is larger than min(d_in, d_out) = {min(d_in, d_out)} of {narrowest[0]} ({d_in} -> "
+                    f"{d_out}; hidden size {bert_config.hidden_size}): the update B A has rank at most "
+                    f"{min(d_in, d_out)} there"]
+        return []
+
     def formula(self, config, bert_config, place=None) -> int:
         return lora_parameters(*_shape(bert_config, place), config.r)
 
@@ -170,9 +183,10 @@ class LoraKind(AdapterKind):
 
     def config_strategy(self, st, bert_config=None, sizes=(1, 6), policies: bool = True, avoid=frozenset()):
         """Rank, alpha, rsLoRA, the targets (lists of names, or a pattern), and what else trains."""
-        rank = st.integers(*sizes)
-        if avoid:
-            rank = st.integers(max(2, sizes[0]), max(sizes[1], 2) + len(avoid)).filter(lambda r: r not in avoid)
+        low, high = (max(2, sizes[0]), max(sizes[1], 2) + len(avoid)) if avoid else sizes
+        # r <= min(d_in, d_out) of every Linear it may adapt (fit_problems): D and F; 1 when no other r is left
+        widest = min(bert_config.hidden_size, bert_config.intermediate_size) if bert_config is not None else high
+        rank = st.sampled_from([r for r in range(low, high + 1) if r not in avoid and r <= widest] or [1])
         target = st.sampled_from([["query", "value"], ["query", "key", "value"], ["dense"], ["value", "output.dense"],
                                   r".*\.attention\.self\.(query|value)"])
         policy = st.booleans() if policies else st.just(False)

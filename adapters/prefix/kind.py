@@ -42,6 +42,15 @@ class PrefixKind(AdapterKind):
                              config.width(bert_config.hidden_size) if config.prefix_projection else None,
                              dtype=dtype, rng=rng, name=name)
 
+    def fit_problems(self, config, bert_config, places) -> list:
+        """The P virtual tokens take the first P positions (PEFT's convention, see PrefixConfig): P must leave at
+        least one of the model's max_position_embeddings to the text."""
+        if config.num_virtual_tokens >= bert_config.max_position_embeddings:
+            return [f"num_virtual_tokens {config.num_virtual_tokens} leaves no position for the text: the model "
+                    f"has max_position_embeddings {bert_config.max_position_embeddings}, and the text's positions "
+                    "follow the virtual tokens'"]
+        return []
+
     def formula(self, config, bert_config, place=None) -> int:
         return prefix_parameters(config.num_virtual_tokens, bert_config.num_hidden_layers, bert_config.hidden_size,
                                  config.prefix_projection, config.width(bert_config.hidden_size))
@@ -204,6 +213,8 @@ class PrefixKind(AdapterKind):
         width = st.integers(2, 9 + len(avoid)).filter(lambda e: e not in avoid)
         if avoid:
             tokens = st.integers(max(2, sizes[0]), max(sizes[1], 2) + len(avoid)).filter(lambda p: p not in avoid)
+        if bert_config is not None:  # P leaves the text a position (fit_problems)
+            tokens = tokens.filter(lambda p: p < bert_config.max_position_embeddings)
         policy = st.booleans() if policies else st.just(False)
         return st.builds(PrefixConfig, num_virtual_tokens=tokens, prefix_projection=st.booleans(),
                          encoder_hidden_size=st.one_of(st.none(), width), train_layer_norms=policy,

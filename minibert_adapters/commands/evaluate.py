@@ -2,13 +2,19 @@
 
 --model takes a `minibert train` run folder (its best/ checkpoint), an adapter folder (adapter_config.json +
 adapter.safetensors, loaded onto the base model it names) or a full model folder (config.json +
-model.safetensors with a classification head).
+model.safetensors with a classification head). A run's best/ or last/ given directly still reads the run's
+task and max length from its history.json. AdapterHub and PEFT folders hold no trained classification head,
+so they are refused here (adapters.load_adapter reads them in Python).
+
+Files of more than PROGRESS_CHUNK examples show their progress on stderr; stdout holds only the results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,15 +40,20 @@ class Loaded:
 def load_trained(path, base_model=None, checkpoint="best") -> Loaded:
     """The model in a run folder (its best/ or last/), an adapter folder or a full model folder."""
     from adapters import load_adapter
-    from adapters.io import CONFIG_NAME, WEIGHTS_NAME, read_adapter_meta
+    from adapters.io import CONFIG_NAME, WEIGHTS_NAME, folder_kind, read_adapter_meta
     from minibert import BertForSequenceClassification, Tokenizer
-    from minibert.pretrained import DEFAULT_MODEL
+    from minibert.pretrained import DEFAULT_MODEL, read_json_object
     from minibert.weights import read_safetensors
 
     folder, task, max_length = Path(path), None, None
     if not folder.is_dir():
         raise FileNotFoundError(f"--model {path}: no such folder")
-    if (folder / HISTORY).is_file():  # a run folder
+    run = _run_of_checkpoint(folder)
+    if run is not None:  # a run's best/ or last/ itself: the run's task and max length still hold
+        settings = read_json(run / HISTORY, "run history").get("settings") or {}
+        task, max_length = settings.get("task"), settings.get("max_length")
+        base_model = base_model or settings.get("model") or DEFAULT_MODEL
+    elif (folder / HISTORY).is_file():  # a run folder
         settings = read_json(folder / HISTORY, "run history").get("settings") or {}
         task, max_length = settings.get("task"), settings.get("max_length")
         # The run's own record of its base model (None: the embedded default) holds for runs saved before
@@ -53,6 +64,13 @@ def load_trained(path, base_model=None, checkpoint="best") -> Loaded:
             raise FileNotFoundError(f"--model {path}: the run has no {checkpoint}/ checkpoint yet")
         folder = inner
     if (folder / CONFIG_NAME).is_file():
+        origin = folder_kind(read_json_object(folder / CONFIG_NAME, "adapter config"))
+        if origin in ("AdapterHub", "PEFT"):
+            raise ValueError(f"--model {path}: an {origin} adapter folder, which holds the adapter without a trained "
+                             "classification head, so there is nothing to classify with; give a `minibert train` "
+                             "run folder, an adapter folder adapters.save_adapter wrote (with its head), or a full "
+                             f"model folder (in Python, adapters.load_adapter(model, folder) reads {origin} folders: "
+                             "train a head on it, then save_adapter)")
         meta = read_adapter_meta(folder)
         recorded = meta["base_model"].get("name_or_path")
         base = base_model or recorded
@@ -82,10 +100,59 @@ def load_trained(path, base_model=None, checkpoint="best") -> Loaded:
     return Loaded(model, Tokenizer.from_pretrained(tok_source), None, folder, task, max_length)
 
 
+def _run_of_checkpoint(folder: Path) -> Path | None:
+    """The run folder whose best/ or last/ (or the .old copy a crash left) `folder` is; None for any other."""
+    if folder.name in ("best", "last", "best.old", "last.old") and (folder.parent / HISTORY).is_file():
+        return folder.parent
+    return None
+
+
 def _read_inputs(args, loaded, need_labels) -> list:
     task = args.task or loaded.task
+    num_labels = loaded.model.config.num_labels
+    if task is not None and TASKS[task].num_labels != num_labels:
+        raise ValueError(f"--task {task} has {TASKS[task].num_labels} classes, but the model in {loaded.folder} has "
+                         f"{num_labels}")
+    # The model's own class count bounds the labels when no task is known: a label it cannot predict would
+    # only count as an error, silently.
     return read_table(args.data if need_labels else args.file, args.format, args.text_column,
-                      args.text_pair_column, args.label_column, task=task, need_labels=need_labels)
+                      args.text_pair_column, args.label_column, task=task, need_labels=need_labels,
+                      num_labels=num_labels)
+
+
+PROGRESS_CHUNK = 1024  # examples between progress lines; a multiple of predict_logits' batch of 64, so that the
+                       # batches, and with them the logits, are the same as in one call
+
+
+def _logits(loaded, examples, max_length, command) -> np.ndarray:
+    """predict_logits over `examples`, with a progress line on stderr after each PROGRESS_CHUNK when there are
+    more than that (a large file otherwise runs for minutes without a sign)."""
+    if len(examples) <= PROGRESS_CHUNK:
+        return predict_logits(loaded.model, loaded.tok, examples, max_length=max_length)
+    chunks, start = [], time.perf_counter()
+    for i in range(0, len(examples), PROGRESS_CHUNK):
+        chunks.append(predict_logits(loaded.model, loaded.tok, examples[i:i + PROGRESS_CHUNK],
+                                     max_length=max_length))
+        done, elapsed = min(i + PROGRESS_CHUNK, len(examples)), time.perf_counter() - start
+        print(f"{command}: {done}/{len(examples)} examples  {elapsed:.0f}s  eta "
+              f"{elapsed / done * (len(examples) - done):.0f}s", file=sys.stderr, flush=True)
+    return np.concatenate(chunks)
+
+
+def _label_names(task, model) -> tuple:
+    """The names of the classes: the task's; else those in the model's config.json (id2label), unless they are
+    transformers' placeholders LABEL_0, LABEL_1, ...; else none (labels print as their index)."""
+    if task:
+        return TASKS[task].label_names
+    id2label = model.config.extra.get("id2label")
+    if isinstance(id2label, dict) and len(id2label) == model.config.num_labels:
+        try:
+            names = tuple(str(id2label[k]) for k in sorted(id2label, key=int))
+        except (TypeError, ValueError):
+            return ()
+        if names != tuple(f"LABEL_{i}" for i in range(len(names))):
+            return names
+    return ()
 
 
 def _max_length(args, loaded) -> int:
@@ -99,7 +166,7 @@ def _max_length(args, loaded) -> int:
 def _cmd_evaluate(args) -> int:
     loaded = load_trained(args.model, args.base_model, args.checkpoint)
     examples = _read_inputs(args, loaded, need_labels=True)
-    logits = predict_logits(loaded.model, loaded.tok, examples, max_length=_max_length(args, loaded))
+    logits = _logits(loaded, examples, _max_length(args, loaded), "evaluate")
     result = classification_metrics(logits.argmax(-1), [e.label for e in examples], logits.shape[1])
     if args.json:
         print(json.dumps(result))
@@ -114,20 +181,21 @@ def _cmd_predict(args) -> int:
     if bool(args.text) == bool(args.file):
         raise ValueError("give either TEXT... or --file FILE")
     examples = [Example(t, None, -1) for t in args.text] if args.text else _read_inputs(args, loaded, False)
-    logits = predict_logits(loaded.model, loaded.tok, examples, max_length=_max_length(args, loaded))
+    logits = _logits(loaded, examples, _max_length(args, loaded), "predict")
     shifted = np.exp(logits - logits.max(-1, keepdims=True))
     probs = shifted / shifted.sum(-1, keepdims=True)
-    task = args.task or loaded.task
-    names = TASKS[task].label_names if task else ()
+    names = _label_names(args.task or loaded.task, loaded.model)
     for e, p in zip(examples, probs):
         label = int(p.argmax())
         name = names[label] if label < len(names) else str(label)
         text = e.text_a if e.text_b is None else [e.text_a, e.text_b]
+        # ensure_ascii=False: the text as given ("café", not "caf\u00e9"); JSON quoting keeps a tab or newline
+        # inside it from breaking the line.
         if args.json:
             print(json.dumps({"label": label, "label_name": name, "probabilities": [float(x) for x in p],
-                              "text": text}))
+                              "text": text}, ensure_ascii=False))
         else:
-            print(f"{name}\t{p[label]:.4f}\t{json.dumps(text)}")
+            print(f"{name}\t{p[label]:.4f}\t{json.dumps(text, ensure_ascii=False)}")
     return 0
 
 

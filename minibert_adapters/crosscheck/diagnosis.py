@@ -396,8 +396,10 @@ def diagnose(ref, case, report) -> tuple:
         tied = tied_modules(ref)
         for leaves, paths in tied:
             note("tied-weights", f"the trained {', '.join(leaves)} are identical in {_names(paths)}")
-        if not tied:
-            note("backward", locate_backward(ref, kind, [g["name"] for g in grads["parameters"] if not g["ok"]]))
+        # a gradient on a parameter the policy freezes is the trainable set's business, not the backward's
+        bad = [g["name"] for g in grads["parameters"] if not g["ok"] and g["name"] not in set(grads["unexpected"])]
+        if not tied and bad:
+            note("backward", locate_backward(ref, kind, bad))
     if (unexplained or embeddings_differ) and report["dtype"] == "float64" and _within_float32(report):
         worst = max(r["local_error"] for r in forward["layers"])
         note("precision", f"every difference is within the float32 row (largest hidden-state error {worst:.1e})")

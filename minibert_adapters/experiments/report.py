@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -271,10 +272,14 @@ def write_report(out, figures: bool = True) -> list:
                      f"| {r['step']}/{r['steps']} | {by_epoch} | {final} | {spe} |")
     written = []
     lines += ["", "## Figures", ""]
-    if not figures:
-        lines.append("(not drawn: `--no-figures`)")
-    else:
+    from minibert_adapters.experiments.figures import have_matplotlib
+
+    if figures and have_matplotlib():
         written += _figures(out, series, points, lines)
+    else:
+        reason = "`--no-figures`" if not figures else \
+            "matplotlib is not installed; pip install 'minibert-adapters[figures]'"
+        lines += _kept_figures(out, reason)
     lines += ["", "## Runs still to do", ""]
     for name, total, todo in missing:
         lines.append(f"- `{name}`: {len(todo)} of {total} runs to do" + (
@@ -304,13 +309,30 @@ def _results_json(best: dict) -> list:
             for c in best.values()]
 
 
+KEPT_NOTE = "(not redrawn: {reason}. The figures below are the previous report's, drawn from the runs there were then.)"
+
+
+def _kept_figures(out: Path, reason: str) -> list:
+    """The Figures section's lines when none are drawn: the previous RESULTS.md's figures whose image files are
+    still there, under a note saying so, because a report rewritten without matplotlib (or with --no-figures)
+    would otherwise drop the figures of a committed RESULTS.md; else one line saying why there are none."""
+    previous = out / "RESULTS.md"
+    text = previous.read_text(encoding="utf-8") if previous.is_file() else ""
+    section = text.partition("\n## Figures\n")[2].partition("\n## ")[0]
+    blocks = []
+    for block in section.strip().split("\n\n"):  # one figure: its image line and its caption
+        images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", block)
+        if images and all((out / image).is_file() for image in images):
+            blocks.append(block.strip("\n"))
+    if not blocks:
+        return [f"(not drawn: {reason})"]
+    return [KEPT_NOTE.format(reason=reason), "", "\n\n".join(blocks)]
+
+
 def _figures(out: Path, series: dict, points: dict, lines: list) -> list:
     from minibert_adapters.experiments import figures
     from minibert_adapters.experiments.ablation import is_complete
 
-    if not figures.have_matplotlib():
-        lines.append("(not drawn: matplotlib is not installed; pip install 'minibert-adapters[figures]')")
-        return []
     written, first_line = [], len(lines)
     if points:
         path = figures.params_vs_metric(points, out / "params_vs_metric.png",

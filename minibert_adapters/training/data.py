@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,26 +72,54 @@ def task_path(task: str, split: str, data_dir=None) -> Path:
 
 
 def read_text(path: Path) -> str:
-    """The whole file as UTF-8 text; a ValueError naming the file and line of the first byte that is not."""
+    """The whole file as UTF-8 text, without a leading byte-order mark (Windows editors and Excel write one;
+    it would otherwise become part of the first column's name); a ValueError naming the file and line of the
+    first byte that is not UTF-8."""
     raw = Path(path).read_bytes()
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as e:
         line = raw[:e.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
+def _without_trailing_blank_lines(text: str) -> str:
+    """`text` ending at the newline of its last non-blank line: the blank line(s) an editor leaves at the end
+    are not rows. A blank line between rows is kept, so that it is still refused with its line number."""
+    return re.sub(r"\n[ \t\r\n]*\Z", "\n", text)
+
+
+def _csv_rows(path: Path, text: str, **options):
+    """(line number, fields) of csv.reader over `text`; a csv.Error becomes a ValueError naming file and line.
+
+    No field is refused for its length: csv's default limit (131,072 characters) is raised to the length of
+    the text, which no field can exceed, because a very long sentence is input to truncate, not an error.
+    """
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+    with io.StringIO(text, newline="") as f:
+        reader = csv.reader(f, **options)
+        while True:
+            start = reader.line_num + 1  # a quoted CSV field may span lines: a row is named by its first
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise ValueError(f"{path}:{reader.line_num}: cannot read this row: {e}") from None
+            yield start, row
+
+
 def _rows(path: Path, n_fields: int, header: list | None):
     """(line number, fields) of a TSV file, checking the header and that every row has n_fields fields."""
-    with io.StringIO(read_text(path), newline="") as f:
-        for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-            if line_no == 1 and header is not None:
-                if row != header:
-                    raise ValueError(f"{path}:1: expected the header {header}, got {row}")
-                continue
-            if len(row) != n_fields:
-                raise ValueError(f"{path}:{line_no}: expected {n_fields} tab-separated fields, got {len(row)}")
-            yield line_no, row
+    text = _without_trailing_blank_lines(read_text(path))
+    for line_no, row in _csv_rows(path, text, delimiter="\t", quoting=csv.QUOTE_NONE):
+        if line_no == 1 and header is not None:
+            if row != header:
+                raise ValueError(f"{path}:1: expected the header {header}, got {row}")
+            continue
+        if len(row) != n_fields:
+            raise ValueError(f"{path}:{line_no}: expected {n_fields} tab-separated fields, got {len(row)}")
+        yield line_no, row
 
 
 def _example(path: Path, line_no: int, text_a: str, text_b: str | None, label, labels: dict) -> Example:
@@ -135,7 +164,7 @@ def read_task_file(task: str, path) -> list:
         return [_example(path, i, r[1], r[2], r[3], RTE_LABELS)
                 for i, r in _rows(path, 4, ["index", "sentence1", "sentence2", "label"])]
     examples = []  # sst2-sentences: "<label> <sentence>" per line
-    with io.StringIO(read_text(path)) as f:
+    with io.StringIO(_without_trailing_blank_lines(read_text(path))) as f:
         for line_no, line in enumerate(f, start=1):
             label, _, text = line.rstrip("\n").partition(" ")
             examples.append(_example(path, line_no, text.strip(), None, label, BINARY))
@@ -182,23 +211,23 @@ def _records(path: Path, fmt: str):
         return
     # GLUE's TSV files are not quoted (a '"' is part of the text); CSV files are.
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
-    with io.StringIO(text, newline="") as f:
-        rows = csv.reader(f, **options)
-        header = next(rows, None)
-        if not header:
-            raise ValueError(f"{path}: empty file (expected a header row naming the columns)")
-        for line_no, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ValueError(f"{path}:{line_no}: {len(row)} fields, but the header has {len(header)}")
-            yield line_no, dict(zip(header, row))
+    rows = _csv_rows(path, text, **options)
+    _, header = next(rows, (1, None))
+    if not header:
+        raise ValueError(f"{path}: empty file (expected a header row naming the columns)")
+    for line_no, row in rows:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}:{line_no}: {len(row)} fields, but the header has {len(header)}")
+        yield line_no, dict(zip(header, row))
 
 
-def _label(path, line_no, value, task) -> int:
-    """An integer label: an int (or its text), or a name in the task's label list."""
+def _label(path, line_no, value, task, num_labels=None) -> int:
+    """An integer label: an int (or its text) below the task's (else num_labels') class count, or a name in the
+    task's label list."""
     names = TASKS[task].label_names if task else ()
-    n = TASKS[task].num_labels if task else None
+    n = TASKS[task].num_labels if task else num_labels
     if isinstance(value, bool) or value is None:
         value = str(value)
     if isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
@@ -213,13 +242,14 @@ def _label(path, line_no, value, task) -> int:
 
 
 def read_table(path, fmt=None, text_column=None, text_pair_column=None, label_column="label",
-               task=None, need_labels=True) -> list:
+               task=None, need_labels=True, num_labels=None) -> list:
     """Examples from a TSV / CSV file with a header row, or a JSON-lines file (one object per line).
 
     Columns: `text_column` (and `text_pair_column` for pairs); when not given, GLUE's names, the first that
     the file has of sentence1/sentence2, question/sentence, sentence. Labels from `label_column`: integers,
-    or names in `task`'s label list (RTE's entailment / not_entailment). need_labels=False (prediction)
-    ignores labels and gives -1. Every problem is a ValueError naming the file (and line).
+    or names in `task`'s label list (RTE's entailment / not_entailment); num_labels (without a task): integer
+    labels must be below it. need_labels=False (prediction) ignores labels and gives -1. Every problem is a
+    ValueError naming the file (and line).
     """
     path = Path(path)
     if not path.is_file():
@@ -242,7 +272,7 @@ def read_table(path, fmt=None, text_column=None, text_pair_column=None, label_co
         for column, value in ((a_col, text_a), (b_col, text_b)):
             if column and not (isinstance(value, str) and value.strip()):
                 raise ValueError(f"{path}:{line_no}: column {column!r} is missing, empty or not text")
-        label = _label(path, line_no, record.get(label_column), task) if need_labels else -1
+        label = _label(path, line_no, record.get(label_column), task, num_labels) if need_labels else -1
         examples.append(Example(text_a.strip(), text_b.strip() if text_b else None, label))
     if not examples:
         raise ValueError(f"{path}: no examples (only a header, or empty)")

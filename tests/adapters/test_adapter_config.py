@@ -3,9 +3,11 @@
 import math
 
 import pytest
+from adapter_helpers import build, tiny_preset
+from helpers import TINY
 
 import autograd.functional as F
-from adapters import PRESETS, AdapterConfig
+from adapters import PRESETS, AdapterConfig, AdapterSet, ConfigError, LoraConfig, PrefixConfig, add_adapter
 from adapters.bottleneck.config import BOTTLENECK_PRESETS, INITS, PLACEMENTS
 
 
@@ -114,3 +116,33 @@ def test_a_numpy_integer_is_an_integer_size():
 
     config = AdapterConfig(bottleneck_size=np.int64(8))
     assert config.bottleneck_size == 8 and type(config.bottleneck_size) is int
+
+
+# The tiny model: D = 12, F = 37, P = 16.
+@pytest.mark.parametrize("config, message", [
+    (AdapterConfig(bottleneck_size=1000), "bottleneck_size 1000 is larger than the hidden size 12"),
+    (AdapterConfig(bottleneck_size=None, reduction_factor=16),
+     "reduction_factor 16 on the hidden size 12 gives a bottleneck of 0.75, less than 1"),
+    (AdapterConfig(bottleneck_size=None, reduction_factor=5),
+     "reduction_factor 5 on the hidden size 12 does not divide it: 12 / 5 = 2.4 would be rounded down to 2"),
+    (AdapterConfig(bottleneck_size=None, reduction_factor=0.5),
+     "reduction_factor 0.5 on the hidden size 12 gives a bottleneck of 24, wider than the hidden size"),
+    (LoraConfig(r=13, target_modules=["intermediate.dense"]),
+     "r 13 is larger than min(d_in, d_out) = 12 of encoder.layer.0.intermediate.dense (12 -> 37"),
+    (PrefixConfig(num_virtual_tokens=16), "num_virtual_tokens 16 leaves no position for the text: the model has "
+                                          "max_position_embeddings 16"),
+])
+def test_a_size_the_model_cannot_take_is_refused_naming_the_field_value_and_model_size(config, message):
+    model = build()
+    with pytest.raises(ConfigError) as e:
+        add_adapter(model, "t", config)
+    assert f"{type(config).__name__} does not fit this model: {message}" in str(e.value)
+    assert not AdapterSet.of(model).configs and not [k for k, _ in model.named_parameters() if ".adapters." in k]
+
+
+@pytest.mark.parametrize("config", [AdapterConfig(bottleneck_size=TINY["D"]), tiny_preset("houlsby", bottleneck_size=1),
+                                    AdapterConfig(bottleneck_size=None, reduction_factor=3),  # M = 4
+                                    AdapterConfig(bottleneck_size=None, reduction_factor=12),  # M = 1
+                                    LoraConfig(r=TINY["D"]), PrefixConfig(num_virtual_tokens=TINY["P"] - 1)])
+def test_sizes_up_to_the_models_are_taken(config):
+    add_adapter(build(), "t", config)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from adapter_helpers import assert_same_arrays, build, configs, logits, loss_backward, run, snapshot
+from adapter_helpers import assert_same_arrays, build, configs, logits, loss_backward, run, snapshot, tiny_preset
 from helpers import TINY, tiny_inputs
 
 from adapters import (
@@ -189,9 +189,9 @@ def test_bad_config_and_bad_model():
 
 def test_same_seed_same_adapter_different_seed_different_adapter():
     a, b, c = build(), build(), build()
-    add_adapter(a, "t", "houlsby", seed=11)
-    add_adapter(b, "t", "houlsby", seed=11)
-    add_adapter(c, "t", "houlsby", seed=12)
+    add_adapter(a, "t", tiny_preset("houlsby"), seed=11)
+    add_adapter(b, "t", tiny_preset("houlsby"), seed=11)
+    add_adapter(c, "t", tiny_preset("houlsby"), seed=12)
     assert_same_arrays(snapshot(a), snapshot(b))
     assert not np.array_equal(snapshot(a)["encoder.layer.0.output.adapters.t.down.weight"],
                               snapshot(c)["encoder.layer.0.output.adapters.t.down.weight"])
@@ -201,7 +201,7 @@ def test_same_seed_same_adapter_different_seed_different_adapter():
 def test_adapters_take_the_model_dtype(dtype):
     from helpers import tiny_config
     model = BertForSequenceClassification(tiny_config(), dtype=dtype, seed=0)
-    add_adapter(model, "t", "houlsby")
+    add_adapter(model, "t", tiny_preset("houlsby"))
     assert {p.dtype for k, p in model.named_parameters() if ".adapters." in k} == {np.dtype(dtype)}
     assert logits(model.eval()).dtype == np.dtype(dtype)
 

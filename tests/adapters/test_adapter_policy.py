@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from adapter_helpers import build
+from adapter_helpers import build, tiny_preset
 
 from adapters import AdapterConfig, AdapterSet, Policy, add_adapter, parameter_roles, set_active_adapter, train_adapter
 from adapters.policy import decays, weight_decay_groups
@@ -21,7 +21,7 @@ def test_an_adapters_own_layer_norm_is_not_decayed():
     """With the LayerNorm-inside-the-adapter ablation, that LayerNorm is exempt from weight decay like every
     other LayerNorm, whatever its attribute is called; the adapter's biases too; its matrices are decayed."""
     model = build(BertForSequenceClassification, num_labels=3)
-    add_adapter(model, "t", "houlsby-layernorm")
+    add_adapter(model, "t", tiny_preset("houlsby-layernorm"))
     train_adapter(model, "t")
     decayed, exempt = decay_split(model)
     inner = {k for k in exempt if ".adapters.t.layer_norm." in k}

@@ -6,7 +6,7 @@ r (d_in + d_out) parameters per adapted Linear; B = 0 at init, so the model star
 
 import numpy as np
 import pytest
-from adapter_helpers import build, run
+from adapter_helpers import build, run, tiny_preset
 from helpers import TINY, TOL, tiny_config, tiny_inputs
 from hypothesis import given
 from hypothesis import strategies as st
@@ -54,7 +54,8 @@ def test_target_modules_match_as_peft_matches_them(targets_, expected):
     config = LoraConfig(r=2, target_modules=targets_)
     assert [path for path, _, _ in LORA.slots(model, config)] == expected
     assert LORA.expected_modules(config, model.config) == len(expected)
-    add_adapter(model, "b", "houlsby")  # a bottleneck adapter's own Linears are never LoRA targets, even for ".*"
+    # a bottleneck adapter's own Linears are never LoRA targets, even for ".*"
+    add_adapter(model, "b", tiny_preset("houlsby"))
     assert [p for p, _, _ in LORA.slots(model, LoraConfig(r=2, target_modules=".*"))] == BERT_LINEARS
     assert targets(config, expected[0])
 

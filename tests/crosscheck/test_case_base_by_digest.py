@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from helpers import have_default_model, require, tiny_config, tiny_inputs, tiny_preset
+from helpers import TINY, have_default_model, require, tiny_config, tiny_inputs
 
-from adapters import add_adapter, train_adapter
+from adapters import AdapterConfig, add_adapter, train_adapter
 from minibert import BertModel
 from minibert.weights import save_pretrained
 from minibert_adapters.cli import main
@@ -22,7 +22,7 @@ def tiny_case(tmp_path, dtype=np.float64):
     folder = tmp_path / "base"
     save_pretrained(model, folder)  # the base as a model folder, float32 as a checkpoint is
     model = BertModel.from_pretrained(folder, dtype=dtype)
-    add_adapter(model, "t", tiny_preset("houlsby"), seed=1)
+    add_adapter(model, "t", AdapterConfig.from_preset("houlsby", bottleneck_size=TINY["M"]), seed=1)
     train_adapter(model, "t")
     ids, mask, types = tiny_inputs()
     return case_from_model(model.eval(), ids, mask, types), folder

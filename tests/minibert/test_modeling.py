@@ -1,5 +1,7 @@
 """BertModel on tiny configs: names and shapes, masking, dropout, errors on bad input, gradients."""
 
+import json
+
 import numpy as np
 import pytest
 from helpers import TINY, TOL, tiny_config, tiny_inputs
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from autograd import Tensor, no_grad
 from autograd.gradcheck import gradcheck
 from minibert import BertConfig, BertForSequenceClassification, BertModel, sentence_embeddings
+from minibert.config import SIZE_FIELDS
 
 
 def hf_names(L):
@@ -123,6 +126,44 @@ def test_config_round_trip_and_non_bert(tmp_path):
     with pytest.raises(ValueError, match="not valid JSON"):
         BertConfig.from_json_file(tmp_path / "bad.json")
 
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hidden_dropout_prob", "0.1", 'hidden_dropout_prob must be a number in [0, 1), got "0.1" (a string)'),
+    ("layer_norm_eps", None, "layer_norm_eps must be a positive number, got null"),
+    ("hidden_act", ["gelu"], 'hidden_act must be an activation name (a string), got ["gelu"] (an array)'),
+    ("num_hidden_layers", 2.0, "num_hidden_layers must be a positive integer, got 2.0 (a number)"),
+    ("vocab_size", True, "vocab_size must be a positive integer, got true (a boolean)"),
+    ("initializer_range", "0.02", 'initializer_range must be a number >= 0, got "0.02" (a string)'),
+    ("classifier_dropout", 1.0, "classifier_dropout must be a number in [0, 1)"),
+    ("pad_token_id", -1, "pad_token_id must be a token id"),
+    ("id2label", ["neg", "pos"], "id2label must be an object of class names by index"),
+])
+def test_config_json_fields_are_checked_by_type_naming_the_file_and_the_field(tmp_path, field, value, message):
+    fields = tiny_config().to_dict()
+    fields[field] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(fields))
+    with pytest.raises(ValueError) as info:
+        BertConfig.from_json_file(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+@pytest.mark.parametrize("field", SIZE_FIELDS)
+def test_a_config_json_without_a_size_says_which_instead_of_listing_missing_tensors(tmp_path, field):
+    BertModel(tiny_config()).save_pretrained(tmp_path)
+    fields = json.loads((tmp_path / "config.json").read_text())
+    del fields[field]
+    (tmp_path / "config.json").write_text(json.dumps(fields))
+    with pytest.raises(ValueError) as info:
+        BertModel.from_pretrained(tmp_path)
+    path = f"{tmp_path / 'config.json'}"
+    assert str(info.value).startswith(f"{path}: no {field}: ")
+    assert len(str(info.value)) < len(path) + 200  # not bert-base's defaults and a list of the tensors they miss
+
+
+def test_numpy_numbers_in_a_config_built_in_code_are_numbers():
+    assert tiny_config(hidden_dropout_prob=np.float32(0.25), layer_norm_eps=np.float64(1e-6)).layer_norm_eps == 1e-6
 
 def test_sequence_classification_loss_is_mean_cross_entropy():
     model = BertForSequenceClassification(tiny_config(num_labels=3), dtype=np.float64).eval()

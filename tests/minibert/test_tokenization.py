@@ -256,6 +256,21 @@ def test_folder_without_tokenizer_files(tmp_path):
         Tokenizer.from_pretrained(tmp_path)
 
 
+
+@pytest.mark.parametrize("name, content, message", [
+    ("tokenizer.json", b'{"version": "1.0", "trunc', "not a readable tokenizer.json"),
+    ("tokenizer.json", b'{"version": "1.0"}', "not a readable tokenizer.json"),
+    ("vocab.txt", b"\xff\xfe\x00[PAD]\n", "not a readable WordPiece vocabulary"),
+    ("tokenizer_config.json", b"{not json", "the tokenizer settings (tokenizer_config.json) is not valid JSON"),
+    ("special_tokens_map.json", b"[]", "the tokenizer settings (special_tokens_map.json) is not a JSON object"),
+])
+def test_a_damaged_tokenizer_file_is_one_error_naming_it(tmp_path, model_dir, name, content, message):
+    shutil.copy(model_dir / "vocab.txt", tmp_path / "vocab.txt")
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        Tokenizer.from_pretrained(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / name}: ") and message in str(info.value)
+
 def test_resolve_model_dir(tmp_path, model_dir):
     assert resolve_model_dir() == model_dir
     assert resolve_model_dir(tmp_path) == tmp_path

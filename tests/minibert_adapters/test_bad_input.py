@@ -96,6 +96,13 @@ def test_max_length_beyond_the_models_positions_is_refused_before_training(tmp_p
     assert not (tmp_path / "run" / "history.json").exists()
 
 
+
+def test_a_bottleneck_wider_than_the_model_is_refused_naming_the_size_and_the_hidden_size(tmp_path):
+    needs_model()
+    code, _, stderr = run(small_train(tmp_path / "run", "--size", "1000"))
+    assert code == 2 and stderr.count("\n") == 1
+    assert "bottleneck_size 1000 is larger than the hidden size 384" in stderr
+
 def test_a_second_run_into_the_same_out_is_refused_while_the_first_runs(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -81,6 +81,18 @@ def test_convert_without_torch_says_how_to_get_it(capsys, tmp_path):
     assert "pip install torch==2.13.0" in capsys.readouterr().err
 
 
+
+def test_convert_checks_its_input_before_asking_for_torch(capsys, tmp_path):
+    # whether or not torch is installed: a missing or empty input is named, not a missing torch
+    assert main(["convert", str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"minibert convert: error: {tmp_path / 'nope'}: no such file or folder\n"
+    assert main(["convert", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert f"no pytorch_model.bin at {tmp_path / 'pytorch_model.bin'}" in capsys.readouterr().err
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    assert main(["convert", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "is empty (0 bytes)" in capsys.readouterr().err
+
 def test_help_runs_as_a_console_command():
     result = subprocess.run([sys.executable, "-m", "minibert_adapters", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "check" in result.stdout and "embed" in result.stdout

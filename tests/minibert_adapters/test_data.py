@@ -163,7 +163,8 @@ def test_minibert_data_environment_variable_is_the_default(tmp_path, monkeypatch
     ("sst2", "sentence\tlabel\n \t1\n", r"dev\.tsv:2: empty text"),
     ("cola", "gj04\t1\t\tok.\nbad row\n", r"dev\.tsv:2: expected 4 tab-separated fields, got 1"),
     ("rte", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tneutral\n", r"dev\.tsv:2: label 'neutral'"),
-    ("sst2-sentences", "1 fine\n\n", r"stsa\.binary\.dev:2: label '' is not one of"),
+    ("sst2-sentences", "1 fine\n\n0 bad\n", r"stsa\.binary\.dev:2: label '' is not one of"),  # blank between rows
+    ("cola", "gj04\t1\t\tok.\n\ngj04\t0\t*\tbad.\n", r"dev\.tsv:2: expected 4 tab-separated fields, got 0"),
 ])
 def test_malformed_rows_name_file_and_line(tmp_path, task, content, message):
     spec = TASKS[task]
@@ -171,3 +172,28 @@ def test_malformed_rows_name_file_and_line(tmp_path, task, content, message):
     (tmp_path / spec.folder / spec.files["dev"]).write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         read_task(task, "dev", tmp_path)
+
+
+@pytest.mark.parametrize("task, content, expected", [
+    ("sst2", "sentence\tlabel\ngood \t1\n\n", [Example("good", None, 1)]),
+    ("cola", "gj04\t1\t\tok.\r\n\r\n", [Example("ok.", None, 1)]),
+    ("rte", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n \n\n", [Example("a", "b", 0)]),
+    ("sst2-sentences", "1 fine\n\n", [Example("fine", None, 1)]),
+])
+def test_a_bom_and_blank_lines_at_the_end_are_not_rows(tmp_path, task, content, expected):
+    spec = TASKS[task]
+    (tmp_path / spec.folder).mkdir()
+    path = tmp_path / spec.folder / spec.files["dev"]
+    path.write_text("\ufeff" + content, encoding="utf-8")  # the byte-order mark Windows editors write
+    assert read_task(task, "dev", tmp_path) == expected
+
+
+@pytest.mark.parametrize("task", ["sst2", "cola", "rte"])
+def test_a_sentence_longer_than_csvs_default_field_limit_is_read(tmp_path, task):
+    long = "word " * 40_000 + "end"  # 200,003 characters: csv refuses fields over 131,072 by default
+    content = {"sst2": f"sentence\tlabel\n{long}\t1\n", "cola": f"gj04\t1\t\t{long}\n",
+               "rte": f"index\tsentence1\tsentence2\tlabel\n0\t{long}\tb\tentailment\n"}[task]
+    spec = TASKS[task]
+    (tmp_path / spec.folder).mkdir()
+    (tmp_path / spec.folder / spec.files["dev"]).write_text(content, encoding="utf-8")
+    assert [e.text_a for e in read_task(task, "dev", tmp_path)] == [long]

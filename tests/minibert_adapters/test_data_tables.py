@@ -67,6 +67,34 @@ def test_bad_files_name_the_file_and_line(tmp_path, name, text, kwargs, message)
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("name, text", [
+    ("bom.csv", "\ufeffsentence,label\nok,1\n"),      # Excel's "CSV UTF-8" starts with a byte-order mark
+    ("bom.tsv", "\ufeffsentence\tlabel\nok\t1\n\n"),  # and a blank line at the end
+    ("bom.jsonl", '\ufeff{"sentence": "ok", "label": 1}\n\n'),
+])
+def test_a_bom_and_a_trailing_blank_line_are_read(tmp_path, name, text):
+    assert read_table(write(tmp_path, name, text)) == [Example("ok", None, 1)]
+
+
+@pytest.mark.parametrize("name, template", [("long.tsv", "sentence\tlabel\n{}\t1\n"),
+                                            ("long.csv", 'sentence,label\n"{}",1\n')])
+def test_a_field_longer_than_csvs_default_limit_is_read(tmp_path, name, template):
+    long = "x, y " * 40_000  # 200,000 characters: csv refuses fields over 131,072 by default
+    assert read_table(write(tmp_path, name, template.format(long))) == [Example(long.strip(), None, 1)]
+
+
+def test_a_row_csv_cannot_read_names_the_file_and_its_line(tmp_path, monkeypatch):
+    import csv
+
+    import minibert_adapters.training.data as data
+
+    # Lenient csv reads any text; a strict reader stands in for whatever csv.Error a future csv raises.
+    reader = csv.reader
+    monkeypatch.setattr(data.csv, "reader", lambda f, **options: reader(f, strict=True, **options))
+    path = write(tmp_path, "a.csv", 'sentence,label\nok,1\n"quoted"text,0\n')
+    with pytest.raises(ValueError, match=r"^\S*a\.csv:3: cannot read this row: ',' expected after '\"'$"):
+        read_table(path)
+
 def test_a_file_that_is_not_utf8_or_missing_is_named(tmp_path):
     path = tmp_path / "b.tsv"
     path.write_bytes(b"sentence\tlabel\n\xff\t1\n")

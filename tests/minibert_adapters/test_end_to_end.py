@@ -4,6 +4,7 @@ then evaluate, predict and ablate on the saved run."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -47,7 +48,7 @@ def test_a_few_dozen_steps_beat_the_majority_class_after_a_resume(run):
     assert record["final"]["accuracy"] >= majority + 0.12, record["final"]
 
 
-def test_evaluate_reproduces_the_runs_dev_score_and_predict_agrees_with_it(run):
+def test_evaluate_reproduces_the_runs_dev_score_and_predict_agrees_with_it(run, tmp_path):
     code, stdout, stderr = minibert("evaluate", "--model", run, "--data", DEV, "--json")
     assert code == 0, stderr
     result = json.loads(stdout)
@@ -61,14 +62,16 @@ def test_evaluate_reproduces_the_runs_dev_score_and_predict_agrees_with_it(run):
     gold = [e.label for e in read_task("sst2", "dev", GLUE_SLICES)]
     assert sum(p == g for p, g in zip(predicted, gold)) / len(gold) == result["accuracy"]
 
-    # The adapter folder alone, loaded onto the base model it names: labels by index, or by name with --task.
-    code, stdout, stderr = minibert("predict", "--model", run / "best", "a gripping , moving film", "dull")
+    # The adapter folder alone (out of its run), loaded onto the base model it names: labels by index, or by name
+    # with --task; the run's best/ itself knows the run's task.
+    alone = shutil.copytree(run / "best", tmp_path / "adapter")
+    code, stdout, stderr = minibert("predict", "--model", alone, "a gripping , moving film", "dull")
     assert code == 0 and [line.split("\t")[0] in ("0", "1") for line in stdout.splitlines()] == [True, True], stderr
-    code, named, stderr = minibert("predict", "--model", run / "best", "--task", "sst2", "a gripping , moving film",
-                                   "dull")
-    assert code == 0, stderr
-    assert [line.split("\t")[0] for line in named.splitlines()] == [
-        ["negative", "positive"][int(line.split("\t")[0])] for line in stdout.splitlines()]
+    for args in (["--model", alone, "--task", "sst2"], ["--model", run / "best"]):
+        code, named, stderr = minibert("predict", *args, "a gripping , moving film", "dull")
+        assert code == 0, stderr
+        assert [line.split("\t")[0] for line in named.splitlines()] == [
+            ["negative", "positive"][int(line.split("\t")[0])] for line in stdout.splitlines()]
 
 
 def test_ablate_writes_every_span_of_the_six_layers(run, tmp_path):

@@ -5,13 +5,15 @@ runs, resumes stopped ones, stops at its time limit and survives a failing run (
 import json
 import math
 import os
+import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, lock_held_elsewhere
+from helpers import ROOT, lock_held_elsewhere, require
 
 from minibert_adapters.cli import main
 from minibert_adapters.experiments.grid import cells, load_grid, run_grid, run_status
@@ -406,6 +408,33 @@ def test_the_report_draws_the_figures_when_matplotlib_is_there(tmp_path):
     assert "the largest single-layer drop is 1.0 points" in text and "all removed: 2.0" in text
     assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in ("params_vs_metric.png", "init_std.png"))
 
+
+
+def test_a_report_without_matplotlib_keeps_the_previous_reports_figures(tmp_path, monkeypatch):
+    monkeypatch.setattr("minibert_adapters.experiments.figures.have_matplotlib", lambda: False)
+    fake_run(tmp_path, "adapter-8", 1e-3, 0, 0.80)
+    write_report(tmp_path)
+    assert "(not drawn: matplotlib is not installed" in (tmp_path / "RESULTS.md").read_text()  # none to keep
+    (tmp_path / "params_vs_metric.png").write_bytes(b"\x89PNG")
+    previous = ("# Results\n\n## Figures\n\n![dev metric against trained parameters](params_vs_metric.png)  \n"
+                "*Figure 3/4 style.*\n\n![gone](deleted.png)  \n*Its file is gone.*\n\n## Runs still to do\n")
+    (tmp_path / "RESULTS.md").write_text(previous)
+    for _ in range(2):  # and again: the note is not repeated
+        write_report(tmp_path)
+        figures = (tmp_path / "RESULTS.md").read_text().partition("## Figures\n")[2].partition("\n## ")[0]
+        assert figures == ("\n(not redrawn: matplotlib is not installed; pip install 'minibert-adapters[figures]'. "
+                           "The figures below are the previous report's, drawn from the runs there were then.)\n\n"
+                           "![dev metric against trained parameters](params_vs_metric.png)  \n*Figure 3/4 style.*\n")
+
+
+def test_the_committed_results_keep_every_figure_when_reported_without_matplotlib(tmp_path, monkeypatch):
+    committed = ROOT / "experiments" / "results"
+    require((committed / "RESULTS.md").is_file(), "the committed experiment results")
+    out = shutil.copytree(committed, tmp_path / "results")
+    monkeypatch.setattr("minibert_adapters.experiments.figures.have_matplotlib", lambda: False)
+    write_report(out)
+    images = re.compile(r"!\[[^\]]*\]\([^)]+\)")
+    assert images.findall((out / "RESULTS.md").read_text()) == images.findall((committed / "RESULTS.md").read_text())
 
 def test_the_committed_grids_are_valid_and_cover_the_paper_comparison():
     grids = {p.name: load_grid(p) for p in (ROOT / "experiments").glob("*.json")}
