@@ -63,15 +63,30 @@ def snapshot(model, name_map=None, keep=lambda name: ".adapters." in name) -> di
     return out
 
 
+def base_digest(tensors: dict) -> str:
+    """SHA-256 over each tensor's name, shape and float32 (little-endian) bytes, in name order: the digest by
+    which a case names its base (docs/crosscheck.md, "A base named by digest")."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(np.asarray(tensors[name]), dtype="<f4")
+        h.update(f"{name}|{tuple(a.shape)}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def write_case(path, model, input_ids, attention_mask, token_type_ids=None, *, adapter_config=None,
                adapter_name=None, bert_config=None, name_map=None, init=None, cotangent=None, seed=0,
-               hidden_states_fn=None, producer=None):
+               hidden_states_fn=None, producer=None, base_by_digest=False):
     """Run `model` once forward and backward and write the case file at `path`.
 
     adapter_config: dict, this project's AdapterConfig fields or {"preset": "houlsby", ...overrides}; None for a
     plain BERT. bert_config: the config.json dict (default: model.config.to_dict()). init: {case name: array} of
     the adapter parameters at init (see `snapshot`). hidden_states_fn(model, ids, mask, types) -> L + 1 tensors
-    (B, T, D), for models that do not take output_hidden_states. Returns the path.
+    (B, T, D), for models that do not take output_hidden_states. base_by_digest: leave out the parameters that do
+    not train and name them by their digest (a case of MiniLM with adapters is then a few MB; the judge finds the
+    base in its embedded MiniLM or a --base folder). Returns the path.
     """
     as_long = [None if t is None else torch.as_tensor(t, dtype=torch.long) for t in
                (input_ids, attention_mask, token_type_ids)]
@@ -130,6 +145,13 @@ def write_case(path, model, input_ids, attention_mask, token_type_ids=None, *, a
         meta["adapter_config"] = json.dumps(adapter_config)
     if adapter_name is not None:
         meta["adapter_name"] = adapter_name
+    if base_by_digest:
+        frozen = sorted(k[len("param/"):] for k in tensors if k.startswith("param/")
+                        and k[len("param/"):] not in set(trainable))
+        meta["base"] = json.dumps({"sha256": base_digest({k: tensors[f"param/{k}"] for k in frozen}),
+                                   "tensors": frozen})
+        for k in frozen:
+            del tensors[f"param/{k}"]
     save_file(tensors, str(path), metadata=meta)
     return path
 
