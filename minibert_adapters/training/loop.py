@@ -188,6 +188,38 @@ class StateMismatch(ValueError):
         self.part = part
 
 
+def optimizer_for(model, config: TrainConfig) -> tuple:
+    """(optimizer, schedule, trained parameters) of a run: AdamW (or the original code's AdamWeightDecay) on the
+    parameters that require grad, decay where adapters.policy.decays allows, eps 1e-6, linear warm-up and decay
+    over config.steps."""
+    c = config
+    groups = weight_decay_groups(model, c.weight_decay)
+    if not groups:
+        raise ValueError("no parameter requires grad; call set_trainable first")
+    original = c.optimizer == "adapter-bert"
+    opt = (optim.AdamWeightDecay if original else optim.AdamW)(groups, lr=c.lr, eps=1e-6, weight_decay=c.weight_decay)
+    schedule = optim.LinearWarmupDecay(opt, total=c.steps, warmup_fraction=c.warmup_fraction,
+                                       decay_from_start=original)
+    return opt, schedule, [p for g in groups for p in g["params"]]
+
+
+def optimizer_step(loss, opt, schedule, params, clip) -> tuple:
+    """One step of a run: backward, clip by the global norm (clip 0 or None: no clipping), update, advance the
+    schedule. Returns (loss, gradient norm, lr used); lr None when the loss or the norm is not finite, and then
+    nothing is updated (the run has diverged)."""
+    opt.zero_grad()
+    loss.backward()
+    # Without clipping the norm is still measured: a non-finite gradient must stop the run either way.
+    norm = optim.clip_grad_norm_(params, clip if clip else math.inf)
+    loss_value = float(loss.data)
+    if not (math.isfinite(loss_value) and math.isfinite(norm)):
+        return loss_value, norm, None
+    lr_used = opt.param_groups[0]["lr"]
+    opt.step()
+    schedule.step()
+    return loss_value, norm, lr_used
+
+
 def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, log=None, checkpoint=None,
               should_stop=None, state=None) -> dict:
     """Train the parameters that require grad for `config.steps` optimizer steps (AdamW + linear warmup/decay).
@@ -211,13 +243,7 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
         raise ValueError("no training examples")
     if not dev_examples:
         raise ValueError("no dev examples to evaluate on")
-    groups = weight_decay_groups(model, c.weight_decay)
-    if not groups:
-        raise ValueError("no parameter requires grad; call set_trainable first")
-    original = c.optimizer == "adapter-bert"
-    opt = (optim.AdamWeightDecay if original else optim.AdamW)(groups, lr=c.lr, eps=1e-6, weight_decay=c.weight_decay)
-    schedule = optim.LinearWarmupDecay(opt, total=steps, warmup_fraction=c.warmup_fraction, decay_from_start=original)
-    params = [p for g in groups for p in g["params"]]
+    opt, schedule, params = optimizer_for(model, c)
     generators = _generators(model)
     history, best, step, seconds_before = [], None, 0, 0.0
     if state is not None:
@@ -256,17 +282,10 @@ def fine_tune(model, tok, train_examples, dev_examples, config: TrainConfig, *, 
         for enc, labels in batches(train_examples, tok, batch_size, max_length, order):
             model.train()
             loss = model(enc["input_ids"], enc["attention_mask"], enc["token_type_ids"], labels=labels).loss
-            opt.zero_grad()
-            loss.backward()
-            # Without clipping the norm is still measured: a non-finite gradient must stop the run either way.
-            norm = optim.clip_grad_norm_(params, c.clip if c.clip else math.inf)
-            loss_value = float(loss.data)
-            if not (math.isfinite(loss_value) and math.isfinite(norm)):
+            loss_value, norm, lr_used = optimizer_step(loss, opt, schedule, params, c.clip)
+            if lr_used is None:
                 diverged = {"step": step + 1, "reason": f"loss {loss_value:g}, gradient norm {norm:g}"}
                 break
-            lr_used = opt.param_groups[0]["lr"]
-            opt.step()
-            schedule.step()
             step += 1
             row = {"step": step, "epoch": epoch, "loss": loss_value, "grad_norm": float(norm), "lr": lr_used,
                    "seconds": seconds_before + time.perf_counter() - start}
