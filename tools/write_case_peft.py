@@ -98,6 +98,8 @@ def name_map(peft_model, name: str | None = None):
 
     def rename(key: str) -> str | None:
         if method == "PREFIX_TUNING":
+            if key == "word_embeddings.weight":  # PeftModel's alias of the base's word embeddings (shared)
+                return None
             m = _PREFIX.match(key)
             if m is not None:
                 if m["adapter"] != name:

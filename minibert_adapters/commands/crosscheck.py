@@ -40,8 +40,11 @@ def run(args) -> int:
         if args.json_out:
             writable_file(args.json_out, "--json-out")  # before the work, not after it
             json_out_ok = True
-        if args.rtol is not None and not args.rtol > 0:
-            raise ValueError(f"--rtol must be positive, got {args.rtol}")
+        if args.rtol is not None and not 0 < args.rtol < float("inf"):
+            raise ValueError(f"--rtol must be a positive finite number, got {args.rtol}")
+        for folder in args.base or []:
+            if not (Path(folder) / "config.json").is_file() or not (Path(folder) / "model.safetensors").is_file():
+                raise ValueError(f"--base {folder}: not a model folder (config.json and model.safetensors)")
         report = crosscheck(args.case, rtol=args.rtol, bases=args.base)
     except (ValueError, TypeError, KeyError, OSError) as e:
         # the command's one-line error goes to stderr (exit 2); a JSON reader still gets one object
@@ -64,6 +67,11 @@ def _write_json(path, obj) -> None:
 
 
 MARK = {True: "PASS", False: "FAIL"}
+
+
+def _formula(value) -> str:
+    """The count per module: one number, or the several a kind's modules of different shapes have."""
+    return ", ".join(f"{v:,}" for v in value) if isinstance(value, list) else f"{value:,}"
 
 
 def format_report(report: dict) -> str:
@@ -100,7 +108,7 @@ def format_report(report: dict) -> str:
     if counts.get("modules"):
         lines += ["", f"[{MARK[counts['ok'] and not counts['missing_modules']]}] parameter counts: "
                       f"{counts['formula_text']} = "
-                      f"{counts['formula']:,} per module, {counts['expected_per_layer']} modules per layer; "
+                      f"{_formula(counts['formula'])} per module, {counts['expected_per_layer']} modules per layer; "
                       f"found per layer: {counts['modules_per_layer']}"]
         lines += [f"      {r['module']}: {r['counted']:,}" for r in counts["modules"] if not r["ok"]]
         lines += [f"      NOT IN THE PLACEMENT: {m}" for m in counts["extra_modules"]]

@@ -310,6 +310,14 @@ def case_from_tensors(tensors: dict, meta: dict, source: str = "<memory>", bases
                 raise CaseError(f"{where}: tensor '{kind}/{name}' has no param/{name}")
             if v.shape != params[name].shape:
                 raise CaseError(f"{where}: '{kind}/{name}' has shape {v.shape}, its parameter {params[name].shape}")
+    if not np.isfinite(inputs["cotangent"]).all():
+        raise CaseError(f"{where}: 'input/cotangent' is not finite")
+    real = np.asarray(inputs["attention_mask"]).astype(bool)
+    for i, h in sorted(groups["hidden"].items()):  # padded positions are never compared: anything may be there
+        if not np.isfinite(h[real]).all():
+            raise CaseError(f"{where}: 'output/hidden_states/{i}' is not finite at a real token")
+    if not np.asarray(inputs["attention_mask"]).any(axis=1).all():
+        raise CaseError(f"{where}: 'input/attention_mask' has a row with no real token (all 0)")
     for group in ("param", "grad", "init", "merged"):
         for name, v in groups[group].items():
             if not np.issubdtype(v.dtype, np.floating) or not np.isfinite(v).all():

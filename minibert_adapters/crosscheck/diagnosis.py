@@ -185,8 +185,9 @@ def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list
     first: variants to try before the others; when one of them fits, the others are not tried (a bug that
     reproduces one layer usually reproduces the next, and each variant costs a layer's forward pass)."""
     layer = ref.model.encoder.layer[i]
-    x = Tensor(case.hidden_states[i].astype(np.float64))
     real = case.attention_mask.astype(bool)
+    h = case.hidden_states[i]
+    x = Tensor(np.where(real[..., None] | np.isfinite(h), h, 0.0).astype(np.float64))  # as judge.real_only
     slots, modules = layer_slots(ref, i)
     past = layer_past(ref, case)
     supplier = ref.model.embeddings.adapters[ref.name] if past is not None else None  # the module behind the past

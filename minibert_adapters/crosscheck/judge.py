@@ -126,6 +126,7 @@ def reference_model(case: Case, dtype=np.float64) -> Reference:
     for k, v in tensors.items():
         own[k].data = np.array(v, dtype=dtype)
     set_active_adapter(model, name)
+    model.eval()  # the adapter modules added above too: a case is computed with dropout off (LoRA's lora_dropout)
     extra = sorted(set(present) - named)
     return Reference(model, config, claimed, name, slots, present, extra)
 
@@ -169,6 +170,13 @@ def run_reference(ref: Reference, case: Case):
     return [h.data.copy() for h in out.hidden_states], grads
 
 
+def real_only(h, real):
+    """h with what is not finite at padded positions zeroed: a correct model never reads them (their keys are
+    masked), but a NaN left there would spread through 0 * NaN in attention. Finite values stay, for the
+    diagnosis's mask variants, which do read them."""
+    return np.where(real[..., None] | np.isfinite(h), h, 0.0)
+
+
 def local_errors(ref: Reference, case: Case) -> list:
     """Each encoder layer alone, fed the candidate's own input to it: error of its output against the candidate's."""
     model, real = ref.model, case.attention_mask.astype(bool)
@@ -177,7 +185,7 @@ def local_errors(ref: Reference, case: Case) -> list:
     errors = []
     with no_grad():
         for i, layer in enumerate(model.encoder.layer):
-            out = layer(Tensor(case.hidden_states[i].astype(model.dtype)), mask,
+            out = layer(Tensor(real_only(case.hidden_states[i], real).astype(model.dtype)), mask,
                         None if past is None else past[i]).data
             errors.append(hidden_error(case.hidden_states[i + 1], out, real))
     return errors

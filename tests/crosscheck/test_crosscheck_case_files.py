@@ -154,3 +154,38 @@ def test_a_tensor_absent_from_the_case_is_called_absent_not_frozen(tmp_path, cap
     assert main(["crosscheck", str(path)]) == 1
     out = capsys.readouterr().out
     assert "ABSENT FROM THE CASE" in out and "FROZEN, POLICY TRAINS" not in out
+
+
+def test_non_finite_inputs_and_options_are_refused_and_nan_at_padding_is_not_read(tmp_path, capsys, good):
+    cot = good.cotangent.copy()
+    cot[0, 0, 0] = np.nan
+    exit_2(write(tmp_path / "c.safetensors", good, add={"input/cotangent": cot}), capsys, "input/cotangent",
+           "not finite")
+    mask = good.attention_mask.copy()
+    mask[0] = 0
+    exit_2(write(tmp_path / "m.safetensors", good, add={"input/attention_mask": mask}), capsys, "no real token")
+    hidden = good.hidden_states[1].copy()
+    padded = np.argwhere(good.attention_mask == 0)[0]
+    hidden[padded[0], padded[1]] = np.nan  # nothing reads a padded position
+    assert crosscheck(write(tmp_path / "p.safetensors", good, add={"output/hidden_states/1": hidden}))["ok"]
+    ok = write(tmp_path / "ok.safetensors", good)
+    for option in (["--rtol", "inf"], ["--base", str(tmp_path / "nope")]):
+        assert main(["crosscheck", str(ok), *option]) == 2
+        assert option[0] in capsys.readouterr().err
+
+
+def test_lora_dropout_is_off_in_the_reference_and_kinds_of_several_sizes_print(tmp_path, capsys):
+    from helpers import tiny_config, tiny_inputs
+
+    from adapters import LoraConfig, add_adapter, train_adapter
+    from minibert import BertModel
+    from minibert_adapters.crosscheck.case import case_from_model
+
+    for config in (LoraConfig(r=4, alpha=8.0, target_modules=["query", "value"], dropout=0.1), "ia3"):
+        model = BertModel(tiny_config(), dtype=np.float64, seed=0)
+        add_adapter(model, "t", config, seed=1)
+        train_adapter(model, "t")
+        ids, mask, types = tiny_inputs()
+        path = case_from_model(model.eval(), ids, mask, types).save(tmp_path / "case.safetensors")
+        assert main(["crosscheck", str(path)]) == 0  # (IA)^3's modules count d_out or d_in: several numbers
+        assert "AGREES" in capsys.readouterr().out
