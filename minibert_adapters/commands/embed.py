@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -39,6 +40,9 @@ def run(args) -> int:
     if not texts:
         raise ValueError("give at least one TEXT (or --file)")
     out_file = None
+    if args.out is not None and (not str(args.out).strip() or Path(args.out).is_dir()):
+        raise ValueError(f"--out {args.out!r}: give a file name" + (" (that is a folder)" if str(args.out).strip()
+                                                                     else ""))
     if args.out:  # np.save adds .npy to a name without it; say the name it really writes
         out_file = writable_file(args.out if str(args.out).endswith(".npy") else f"{args.out}.npy", "--out")
     check_max_length(args.max_length, args.model)

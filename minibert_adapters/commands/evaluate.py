@@ -88,9 +88,13 @@ def load_trained(path, base_model=None, checkpoint="best") -> Loaded:
     if not (config_file.is_file() and weights.is_file()):
         raise FileNotFoundError(f"--model {path}: neither a run folder (history.json), an adapter folder "
                                 f"({CONFIG_NAME}) nor a model folder (config.json + model.safetensors)")
-    if not any(k.startswith("classifier.") for k in read_safetensors(weights)):
+    head = [k for k in ("classifier.weight", "classifier.bias") if k in read_safetensors(weights)]
+    if not head:
         raise ValueError(f"--model {path}: {weights} holds no classification head (classifier.*): a pretrained "
                          "encoder, not a fine-tuned classifier")
+    if len(head) < 2:  # half a head would be completed with random numbers
+        missing = ({"classifier.weight", "classifier.bias"} - set(head)).pop()
+        raise ValueError(f"--model {path}: {weights} has no {missing} beside {head[0]}: a damaged classifier")
     origin = read_json(config_file, "model config").get("_name_or_path")  # before loading records this folder
     tok_source = folder if any((folder / f).is_file() for f in ("tokenizer.json", "vocab.txt")) else \
         base_model or origin

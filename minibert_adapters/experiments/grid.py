@@ -234,10 +234,13 @@ def run_grid(grid_path, out, time_limit=None, data=None, tasks=None, methods=Non
     work, OpenBLAS threads that wait for each other made a step 18 times slower here; 1 avoids that.
     lrs, epochs: only these learning rates, only these epoch counts.
     dry_run: list the runs in the order they would start, with the status of each, and start nothing.
+    A time_limit below MIN_SECONDS is refused: no run could start in it, and a resumed grid would never move.
     jobs: runs at the same time, started in the grid's order (with --threads 1, one per core). With one job a
     run's output is echoed here; with more, each run writes only its own train.log and this prints when each
     starts and ends.
     """
+    if time_limit is not None and time_limit < MIN_SECONDS:
+        raise ValueError(f"--time-limit {time_limit:g}: at least {MIN_SECONDS} s, or no run can start in it")
     grid, out = load_grid(grid_path), Path(out)
     check_cells(grid, grid_path)  # every cell, not only the filtered ones: a grid is checked whole
     todo = cells(grid, tasks, methods, seeds, first_lrs, lrs, epochs)

@@ -215,6 +215,9 @@ def _records(path: Path, fmt: str):
     _, header = next(rows, (1, None))
     if not header:
         raise ValueError(f"{path}: empty file (expected a header row naming the columns)")
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:  # a dict of the row would keep the last one silently
+        raise ValueError(f"{path}:1: column {twice[0]!r} appears {header.count(twice[0])} times in the header")
     for line_no, row in rows:
         if not row:
             continue

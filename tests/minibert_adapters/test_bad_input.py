@@ -218,3 +218,11 @@ def test_weight_files_get_the_umask_permissions(tmp_path):
         os.umask(old)
     assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_embed_out_that_is_a_folder_or_empty_is_refused(tmp_path):
+    from minibert_adapters.cli import main
+
+    for out in (str(tmp_path), ""):
+        assert main(["embed", "hello", "--out", out]) == 2
+    assert not (tmp_path.parent / f"{tmp_path.name}.npy").exists()  # nothing written beside the folder

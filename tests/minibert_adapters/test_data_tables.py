@@ -113,3 +113,9 @@ def test_the_glue_format_reads_a_tasks_original_file_and_needs_the_task():
         read_table(cola, "glue")
     with pytest.raises(ValueError, match="give the glue format"):
         read_table(cola)
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path):
+    path = write(tmp_path, "d.tsv", "sentence\tlabel\tsentence\ngood\t1\tdup\n")
+    with pytest.raises(ValueError, match=r"d.tsv:1: column 'sentence' appears 2 times"):
+        read_table(path)

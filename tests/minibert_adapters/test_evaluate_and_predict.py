@@ -122,3 +122,20 @@ def test_an_adapterhub_or_peft_folder_is_named_for_what_it_is(fixture, origin):
     assert code == 2 and stderr.count("\n") == 1
     assert stderr.startswith(f"minibert evaluate: error: --model {FIXTURES / fixture}: an {origin} adapter folder")
     assert "adapters.load_adapter" in stderr and "run folder" in stderr
+
+
+def test_a_model_folder_with_half_a_classifier_is_refused_not_completed_at_random(tmp_path, capsys):
+    from safetensors.numpy import load_file, save_file
+
+    from minibert import BertForSequenceClassification
+    from minibert_adapters.cli import main
+
+    from helpers import tiny_config
+
+    folder = tmp_path / "model"
+    BertForSequenceClassification(tiny_config(num_labels=2), seed=0).save_pretrained(folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    del tensors["classifier.weight"]
+    save_file(tensors, str(folder / "model.safetensors"))
+    assert main(["predict", "--model", str(folder), "a fine film"]) == 2
+    assert "no classifier.weight beside classifier.bias" in capsys.readouterr().err

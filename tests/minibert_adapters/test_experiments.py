@@ -221,12 +221,15 @@ def test_a_stopped_run_without_its_saved_state_is_started_again(tmp_path, fake_t
     assert f"{folder}: stopped, but its saved state is not here; starting it again" in capsys.readouterr().out
 
 
-def test_the_runner_starts_nothing_without_time_left_and_goes_on_past_a_failing_run(tmp_path, fake_train,
-                                                                                        monkeypatch, capsys):
+def test_the_runner_refuses_a_time_limit_too_short_and_goes_on_past_a_failing_run(tmp_path, fake_train,
+                                                                                       monkeypatch, capsys):
+    from minibert_adapters.experiments.grid import MIN_SECONDS
+
     python, calls = fake_train
     out = tmp_path / "results"
-    assert run_grid(grid_file(tmp_path), out, time_limit=1, python=python) == 0
-    assert calls() == [] and "0 of 12 runs complete, 12 to go" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=f"at least {MIN_SECONDS} s"):  # no run could start: it would never move
+        run_grid(grid_file(tmp_path), out, time_limit=1, python=python)
+    assert calls() == []
     monkeypatch.setenv("FAKE_FAIL", "lr0.001-ep2-seed0")
     damaged = out / "runs/rte/full/lr0.0001-ep2-seed0"
     damaged.mkdir(parents=True)
@@ -559,3 +562,4 @@ def test_the_figures_place_point_labels_where_they_do_not_overlap():
     frame = ax.get_window_extent(renderer)
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
     plt.close(fig)
+
