@@ -18,8 +18,11 @@ line naming the file or option), 3 when training diverged, 130 when interrupted 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 
 from autograd import kernels
 from minibert_adapters.commands import COMMANDS
@@ -36,6 +39,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that handle SIGTERM and SIGHUP themselves (to save a run, or to stop the runs they started).
+SAVES_ON_SIGNALS = ("train", "experiments")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt(active: bool):
+    """SIGTERM (`timeout`, `kill`) and SIGHUP (a closed terminal) end the command as Ctrl-C does: one line and
+    exit 130, not a silent 143 / 129. The previous handlers come back afterwards (main may run in-process)."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    saved = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def main(argv=None) -> int:
     command = ""
     try:
@@ -44,7 +70,8 @@ def main(argv=None) -> int:
         command = f" {args.command}"
         kernels.keep_freed_memory()  # a command owns its process: reuse freed activation memory (see the function)
         try:
-            return args.func(args)
+            with terminate_as_interrupt(args.command not in SAVES_ON_SIGNALS):
+                return args.func(args)
         except (ValueError, TypeError, KeyError, OSError, ImportError) as e:
             # OSError: a file that cannot be read or written (permissions, a full disk); its message names it.
             message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)

@@ -5,7 +5,9 @@ given, progress on stderr for large files, Ctrl-C as one line, and a clear word 
 import contextlib
 import io
 import json
+import os
 import shutil
+import signal
 
 import pytest
 from helpers import FIXTURES, TINY, have_default_model, require, tiny_config
@@ -139,3 +141,16 @@ def test_a_model_folder_with_half_a_classifier_is_refused_not_completed_at_rando
     save_file(tensors, str(folder / "model.safetensors"))
     assert main(["predict", "--model", str(folder), "a fine film"]) == 2
     assert "no classifier.weight beside classifier.bias" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_or_sighup_while_evaluating_is_one_line_and_exit_130(saved_run, tmp_path, monkeypatch, signum):
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signum)  # as `timeout` or a closed terminal would, mid-command
+        raise AssertionError("the signal did not stop the command")
+
+    monkeypatch.setattr(evaluate_command, "predict_logits", terminated)
+    data = write(tmp_path, "d.tsv", "sentence\tlabel\ngood\t1\n")
+    previous = signal.getsignal(signum)
+    assert run(["evaluate", "--model", saved_run, "--data", data]) == (130, "", "minibert evaluate: interrupted\n")
+    assert signal.getsignal(signum) is previous  # the command's handler is gone again
