@@ -221,14 +221,32 @@ def _cmd_ablate(args) -> int:
         return classification_metrics(logits.argmax(-1), [e.label for e in examples], logits.shape[1])[metric]
 
     about = {"metric": metric, "n": len(examples), "model": str(args.model), "data": str(args.data)}
+    done = _previous_ablation(out, about, args.overwrite)
     # Each score is kept as it comes (ablation.json says "complete": false until the last): a crash, Ctrl-C or
-    # full disk later loses only the spans not yet scored.
+    # full disk later loses only the spans not yet scored, and the next run starts from them.
     result = ablate_spans(loaded.model, loaded.adapter, score, log=lambda line: print(line, flush=True),
-                          partial=lambda so_far: write_ablation_json({**so_far, **about}, out))
+                          partial=lambda so_far: write_ablation_json({**so_far, **about}, out), done=done)
     result.update(about)
     written = write_ablation(result, out)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _previous_ablation(out: Path, about: dict, overwrite: bool):
+    """The unfinished ablation.json in `out` of the same model, data and metric (to resume), or None; a finished
+    one, or one of something else, is refused unless `overwrite`."""
+    from minibert_adapters.experiments.ablation import is_complete
+
+    path = out / "ablation.json"
+    if overwrite or not path.is_file():
+        return None
+    previous = read_json(path, "ablation result")
+    same = all(previous.get(k) == v for k, v in about.items())
+    if same and not is_complete(previous):
+        print(f"resuming {path}: {len(previous.get('spans', []))} spans done", flush=True)
+        return previous
+    what = "a finished ablation" if same else "the ablation of another model, data or metric"
+    raise ValueError(f"--out {out}: {path} holds {what}; give another --out, or --overwrite to replace it")
 
 
 def _inputs(p, data_required: bool):
@@ -280,6 +298,9 @@ def register(sub):
     _inputs(p, True)
     p.add_argument("--metric", choices=("accuracy", "f1", "mcc"), help="default: the task's (mcc for CoLA)")
     p.add_argument("--out", required=True, help="folder for ablation.json (rewritten after every span, "
-                                                "'complete': false until the last) and ablation.png")
+                                                "'complete': false until the last) and ablation.png; an "
+                                                "unfinished one of the same model, data and metric is resumed")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished ablation.json in --out, or one "
+                                                            "of another model, data or metric")
     p.set_defaults(func=_cmd_ablate)
 

@@ -20,25 +20,31 @@ def layers_without(span, num_layers: int) -> list:
     return [i for i in range(num_layers) if not first <= i <= last]
 
 
-def ablate_spans(model, name: str, score, log=None, partial=None) -> dict:
+def ablate_spans(model, name: str, score, log=None, partial=None, done=None) -> dict:
     """score() with adapter `name` removed from every contiguous span of layers, and with none removed.
 
     Returns {"layers": L, "baseline": score with every adapter, "spans": [{"first", "last", "score", "drop"}],
     "complete": True}, drop = baseline - score. partial(result so far, "complete": False) is called after
-    each score, so that a caller can keep what is done if the rest never comes. The model is left with the
-    adapter active in every layer.
+    each score, so that a caller can keep what is done if the rest never comes; done: such a result, whose
+    baseline and spans are kept instead of scored again. The model is left with the adapter active in every
+    layer.
     """
     num_layers = model.config.num_hidden_layers
     set_active_adapter(model, name)
-    baseline = score()
+    if done is not None and done.get("layers") != num_layers:
+        raise ValueError(f"the unfinished ablation has {done.get('layers')} layers, the model {num_layers}")
+    baseline = done["baseline"] if done is not None else score()
     if log:
         log(f"all adapters: {baseline:.4f}")
-    spans = []
+    spans = list(done["spans"]) if done is not None else []
+    scored = {(s["first"], s["last"]) for s in spans}
     if partial:
         partial({"layers": num_layers, "baseline": baseline, "spans": list(spans), "complete": False})
     try:
         for first in range(num_layers):
             for last in range(first, num_layers):
+                if (first, last) in scored:
+                    continue
                 set_active_adapter(model, name, layers=layers_without((first, last), num_layers))
                 value = score()
                 spans.append({"first": first, "last": last, "score": value, "drop": baseline - value})
@@ -48,6 +54,7 @@ def ablate_spans(model, name: str, score, log=None, partial=None) -> dict:
                     partial({"layers": num_layers, "baseline": baseline, "spans": list(spans), "complete": False})
     finally:
         set_active_adapter(model, name)
+    spans.sort(key=lambda s: (s["first"], s["last"]))
     return {"layers": num_layers, "baseline": baseline, "spans": spans, "complete": True}
 
 

@@ -138,9 +138,14 @@ def test_ablate_keeps_the_scores_done_when_it_is_stopped_part_way(adapter_folder
     assert [(s["first"], s["last"]) for s in kept["spans"]] == [(0, 0), (0, 1), (0, 2)]
     assert not list(out.glob("*.tmp"))
     stop_at.clear()
-    code, _, stderr = ablate(adapter_folder, out)
+    before = len(calls)
+    code, stdout, stderr = ablate(adapter_folder, out)
     done = json.loads((out / "ablation.json").read_text())
     assert code == 0 and done["complete"] is True and len(done["spans"]) == 21, stderr
+    assert len(calls) - before == 21 - 3 and "resuming" in stdout  # the 3 spans done and the baseline are kept
+    assert [(s["first"], s["last"]) for s in done["spans"]][:4] == [(0, 0), (0, 1), (0, 2), (0, 3)]
+    code, _, stderr = ablate(adapter_folder, out)  # finished: not replaced without --overwrite
+    assert code == 2 and "holds a finished ablation" in stderr and "--overwrite" in stderr
 
 
 def test_the_report_leaves_out_a_partial_ablation_instead_of_crashing(tmp_path):
