@@ -69,7 +69,29 @@ def read_adapter_meta(directory) -> dict:
     missing = [k for k in ("name", "config", "base_model") if k not in meta]
     if missing or not isinstance(meta.get("base_model"), dict) or "hidden_size" not in meta["base_model"]:
         raise ValueError(f"{path} lacks {', '.join(missing) or 'base_model.hidden_size'}: not written by save_adapter")
+    unknown = sorted(set(meta) - set(META_FIELDS))
+    if unknown:
+        raise ValueError(f"{path}: unknown field {unknown[0]!r} (fields: {', '.join(META_FIELDS)})")
+    for field, types, what in META_FIELDS.values():
+        value = meta.get(field) if "." not in field else meta["base_model"].get(field.split(".")[1])
+        if value is not None and not (isinstance(value, types) and not isinstance(value, bool)):
+            raise ValueError(f"{path}: {field} must be {what}, got {value!r}")
+    for field in ("hidden_size", "num_hidden_layers"):
+        value = meta["base_model"].get(field)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            raise ValueError(f"{path}: base_model.{field} must be a positive integer, got {value!r}")
+    if meta.get("dtype") not in (None, "float32", "float64"):
+        raise ValueError(f"{path}: dtype must be 'float32' or 'float64', got {meta['dtype']!r}")
+    if meta.get("parameters") is not None and not all(isinstance(n, str) for n in meta["parameters"]):
+        raise ValueError(f"{path}: parameters must be a list of tensor names")
     return meta
+
+
+# The fields of adapter_config.json (save_adapter writes them all): {field: (field, JSON types, in words)}.
+META_FIELDS = {"format_version": ("format_version", int, "an integer"), "name": ("name", str, "a string"),
+               "kind": ("kind", str, "a string"), "config": ("config", dict, "an object"),
+               "base_model": ("base_model", dict, "an object"), "dtype": ("dtype", str, "a string"),
+               "parameters": ("parameters", list, "a list")}
 
 
 def folder_kind(meta: dict) -> str:
@@ -108,7 +130,18 @@ def load_adapter(model, directory, name: str | None = None, set_active: bool = T
     if meta["base_model"]["hidden_size"] != bert.config.hidden_size:
         raise ValueError(f"adapter was trained on hidden_size {meta['base_model']['hidden_size']}, "
                          f"this model has {bert.config.hidden_size}")
+    layers = meta["base_model"].get("num_hidden_layers")
+    if layers is not None and layers != bert.config.num_hidden_layers:
+        raise ValueError(f"{path}: base_model.num_hidden_layers is {layers}, this model has "
+                         f"{bert.config.num_hidden_layers}")
     tensors = read_safetensors(directory / WEIGHTS_NAME)
+    # a float tensor of another dtype than saved (float16 cast on the way) would be cast back silently; a tensor
+    # that is no float at all is named by check_state below
+    other = sorted(k for k, v in tensors.items() if np.issubdtype(v.dtype, np.floating)
+                   and meta.get("dtype") is not None and str(v.dtype) != meta["dtype"])
+    if other:
+        raise ValueError(f"{path}: dtype {meta['dtype']!r}, but {directory / WEIGHTS_NAME} holds "
+                         f"{tensors[other[0]].dtype} tensors ({other[0]}{' and more' if len(other) > 1 else ''})")
     if name != meta["name"]:
         tensors = {k.replace(f".adapters.{meta['name']}.", f".adapters.{name}."): v for k, v in tensors.items()}
     try:

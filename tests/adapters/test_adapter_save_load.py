@@ -432,7 +432,7 @@ def test_loading_onto_a_base_of_another_depth_is_refused(tmp_path):
     save_adapter(model, "t", tmp_path)
     for depth in (2, 4):
         target = build(num_hidden_layers=depth)
-        with pytest.raises(KeyError, match="does not fit"):
+        with pytest.raises(ValueError, match=f"base_model.num_hidden_layers is 3, this model has {depth}"):
             load_adapter(target, tmp_path)
         assert not configs(target) and not any(".adapters." in k for k, _ in target.named_parameters())
 
@@ -452,3 +452,24 @@ def test_an_adapter_saved_by_an_earlier_version_loads_and_computes_the_same_logi
     ids, mask, types = tiny_inputs()
     expected = np.load(folder / "logits_by_fb55466.npy", allow_pickle=False)
     np.testing.assert_allclose(model(ids, mask, types).logits.data, expected, rtol=0, atol=TOL["f64_same_math"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"dtype": "float16"}, "dtype must be 'float32' or 'float64'"),
+    ({"dtype": "float32"}, "dtype 'float32', but"),  # the weights are float64
+    ({"parameters": "all"}, "parameters must be a list"),
+    ({"comment": "x"}, "unknown field 'comment'"),
+    ({"base_model": {"hidden_size": 12, "num_hidden_layers": "2"}}, "num_hidden_layers must be a positive integer"),
+])
+def test_every_field_of_adapter_config_json_is_checked(tmp_path, edit, message):
+    import json
+
+    model = build()
+    add_adapter(model, "t", AdapterConfig(bottleneck_size=3), seed=1)
+    save_adapter(model, "t", tmp_path)
+    path = tmp_path / "adapter_config.json"
+    meta = json.loads(path.read_text())
+    path.write_text(json.dumps({**meta, **edit}))
+    with pytest.raises(ValueError, match=message):
+        load_adapter(build(), tmp_path)
+
