@@ -143,6 +143,17 @@ def _logits(loaded, examples, max_length, command) -> np.ndarray:
     return np.concatenate(chunks)
 
 
+def _trained(args) -> Loaded:
+    """The trained model of --model, with --task checked against the task it was trained on: a task of other
+    classes would print the run's predictions under names that are not its own."""
+    loaded = load_trained(args.model, args.base_model, args.checkpoint)
+    task = getattr(args, "task", None)
+    if task and loaded.task and TASKS[task].label_names != TASKS[loaded.task].label_names:
+        raise ValueError(f"--task {task}: {args.model} was trained on {loaded.task}, whose classes are "
+                         f"{', '.join(TASKS[loaded.task].label_names)}, not {', '.join(TASKS[task].label_names)}")
+    return loaded
+
+
 def _label_names(task, model) -> tuple:
     """The names of the classes: the task's; else those in the model's config.json (id2label), unless they are
     transformers' placeholders LABEL_0, LABEL_1, ...; else none (labels print as their index)."""
@@ -168,7 +179,7 @@ def _max_length(args, loaded) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    loaded = load_trained(args.model, args.base_model, args.checkpoint)
+    loaded = _trained(args)
     examples = _read_inputs(args, loaded, need_labels=True)
     logits = _logits(loaded, examples, _max_length(args, loaded), "evaluate")
     result = classification_metrics(logits.argmax(-1), [e.label for e in examples], logits.shape[1])
@@ -181,7 +192,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    loaded = load_trained(args.model, args.base_model, args.checkpoint)
+    loaded = _trained(args)
     if bool(args.text) == bool(args.file):
         raise ValueError("give either TEXT... or --file FILE")
     examples = [Example(t, None, -1) for t in args.text] if args.text else _read_inputs(args, loaded, False)
@@ -208,7 +219,7 @@ def _cmd_ablate(args) -> int:
 
     # Before any evaluation: a file in the way or a read-only folder found at the end would lose every score.
     out = writable_folder(args.out, "--out")
-    loaded = load_trained(args.model, args.base_model, args.checkpoint)
+    loaded = _trained(args)
     if loaded.adapter is None:
         raise ValueError(f"--model {args.model}: a full model has no adapters to switch off")
     examples = _read_inputs(args, loaded, need_labels=True)

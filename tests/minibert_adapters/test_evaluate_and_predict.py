@@ -154,3 +154,9 @@ def test_sigterm_or_sighup_while_evaluating_is_one_line_and_exit_130(saved_run, 
     previous = signal.getsignal(signum)
     assert run(["evaluate", "--model", saved_run, "--data", data]) == (130, "", "minibert evaluate: interrupted\n")
     assert signal.getsignal(signum) is previous  # the command's handler is gone again
+
+
+def test_a_task_of_other_classes_than_the_runs_is_refused(saved_run):
+    code, _, stderr = run(["predict", "--model", saved_run, "--task", "rte", "a fine film"])
+    assert code == 2 and "was trained on sst2" in stderr and "not entailment, not_entailment" in stderr
+    assert run(["predict", "--model", saved_run, "--task", "sst2-sentences", "a fine film"])[0] == 0  # same classes
