@@ -169,7 +169,8 @@ class AdapterKind:
         return None
 
     def merge_variants(self, config, module, weight, bias) -> list:
-        """Known-wrong merges [(description, (weight, bias))] of `module` (of `config`), for the diagnosis's `merge` code."""
+        """Known-wrong merges [(description, (weight, bias))] of `module` (of `config`), for the diagnosis's
+        `merge` code."""
         return []
 
     codes: dict = {}                # the diagnosis codes the kind's variants add: {code: sentence}

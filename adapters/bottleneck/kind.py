@@ -202,8 +202,7 @@ class BottleneckKind(AdapterKind):
                 if f != config.non_linearity:
                     out.append(Variant("skip-connection+non-linearity", f"adapter without its skip connection and "
                                        f"with non-linearity {f} instead of {config.non_linearity} ({where})", scope,
-                                       (lambda f: lambda m: (lambda a, x, norm: _variant_output(
-                                           m, a, x, norm, f=f, skip=False)))(f)))
+                                       hook(f=f, skip=False)))
         return out
 
     def module_alone(self, module, h):

@@ -1,4 +1,5 @@
-"""`minibert crosscheck CASE [--json] [--json-out FILE] [--rtol R]`: judge another implementation's case file against this project.
+"""`minibert crosscheck CASE [--json] [--json-out FILE] [--base FOLDER] [--rtol R]`: judge another implementation's
+case file against this project.
 
 Exit status: 0 when the case agrees, 1 when it does not (the report names the likely bug), 2 when the case file
 cannot be judged (one line naming the file and what is wrong; with --json also a JSON object with "error").

@@ -19,8 +19,9 @@ Codes (docs/crosscheck.md):
 |                  |                                                          | differ                        |
 | precision        | a float64 case that agrees only to float32 level        | the float32 row of the table  |
 
-Each kind adds its own (`AdapterKind.codes`): `scale` and `bottleneck-size` (bottleneck), `scale` and `merge` (LoRA), `scaled-side` and `merge` ((IA)^3),
-`target-modules` (both); docs/crosscheck.md lists them all.
+Each kind adds its own (`AdapterKind.codes`): `scale` and `bottleneck-size` (bottleneck), `scale` and `merge`
+(LoRA), `scaled-side` and `merge` ((IA)^3), `target-modules` (both), `prefix-layout`, `prefix-mask` and
+`prefix-positions` (prefix); docs/crosscheck.md lists them all.
 
 Method. A hidden state that differs makes every later one differ, so the numbers alone do not say where a bug
 is. Each encoder layer is therefore run *alone*, fed the candidate's own input to it (its hidden state i - 1),

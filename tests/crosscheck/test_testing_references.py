@@ -16,8 +16,8 @@ from minibert_adapters.testing import (
     assert_matches_reference,
     bert_configs,
     expected_trainable,
-    reference_case,
     random_weights,
+    reference_case,
     sublayer_reference,
     token_batches,
 )

@@ -127,12 +127,11 @@ def test_an_adapterhub_or_peft_folder_is_named_for_what_it_is(fixture, origin):
 
 
 def test_a_model_folder_with_half_a_classifier_is_refused_not_completed_at_random(tmp_path, capsys):
+    from helpers import tiny_config
     from safetensors.numpy import load_file, save_file
 
     from minibert import BertForSequenceClassification
     from minibert_adapters.cli import main
-
-    from helpers import tiny_config
 
     folder = tmp_path / "model"
     BertForSequenceClassification(tiny_config(num_labels=2), seed=0).save_pretrained(folder)
