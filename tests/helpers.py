@@ -97,3 +97,21 @@ def lock_held_elsewhere(folder: Path):
         holder.kill()
         holder.wait()
         holder.stdout.close()
+
+
+@contextlib.contextmanager
+def minibert_running(argv, until: str):
+    """`python -m minibert_adapters argv` started from the repository, its stdout read up to the first line that
+    starts with `until`; the process is handed over there (to be signalled), and killed on the way out if it
+    still runs."""
+    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith(until):
+                break
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+

@@ -9,11 +9,10 @@ import re
 import shutil
 import signal
 import stat
-import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, lock_held_elsewhere, require
+from helpers import ROOT, lock_held_elsewhere, minibert_running, require
 
 from minibert_adapters.cli import main
 from minibert_adapters.experiments.grid import cells, load_grid, run_grid, run_status
@@ -299,19 +298,11 @@ def test_a_closed_terminal_stops_the_grid_cleanly_and_its_running_train_saves(tm
     out = tmp_path / "results"
     argv = ["experiments", "run", "--grid", str(grid_file(tmp_path, grid)), "--out", str(out),
             "--data", str(GLUE_SLICES)]
-    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith("step     1/"):
-                break
+    with minibert_running(argv, until="step     1/") as proc:
         proc.stdout.close()
         proc.send_signal(signal.SIGHUP)
         stderr = proc.stderr.read()
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     folder = out / "runs/sst2/adapter-8/lr0.001-ep5-seed0"
     log = (folder / "train.log").read_text()
     assert proc.returncode == 130, stderr + log

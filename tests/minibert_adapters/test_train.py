@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import GLUE_SLICES, ROOT, have_default_model, require, tiny_config
+from helpers import GLUE_SLICES, ROOT, have_default_model, minibert_running, require, tiny_config
 
 from minibert import BertForSequenceClassification
 from minibert_adapters.cli import main
@@ -449,17 +449,9 @@ def test_ctrl_c_sigterm_or_sighup_saves_the_last_step_and_exits_130(tmp_path, si
     needs_real()
     out = tmp_path / "run"
     argv = small(out, "--steps", "500", "--log-every", "1")
-    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith("step     1/500"):
-                proc.send_signal(signum)
-                break
+    with minibert_running(argv, until="step     1/500") as proc:
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, stderr
     assert f"{said}: stopping after this step" in stderr and "stopped at step" in stdout and f"({why})" in stdout
     record = json.loads((out / "history.json").read_text())
@@ -473,19 +465,11 @@ def test_a_closed_terminal_neither_crashes_train_nor_loses_the_run(tmp_path):
     needs_real()
     out = tmp_path / "run"
     argv = small(out, "--steps", "500", "--log-every", "1")
-    proc = subprocess.Popen([sys.executable, "-m", "minibert_adapters", *argv], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith("step     2/500"):
-                break
+    with minibert_running(argv, until="step     2/500") as proc:
         proc.stdout.close()  # every later progress line has nowhere to go
         proc.send_signal(signal.SIGHUP)
         stderr = proc.stderr.read()
         proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "SIGHUP: stopping after this step" in stderr
     record = json.loads((out / "history.json").read_text())
