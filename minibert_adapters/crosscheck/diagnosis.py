@@ -45,7 +45,7 @@ from adapters.kinds import kind_of
 from adapters.names import adapter_key, adapter_parameter_name
 from autograd import Tensor, nn, no_grad
 from minibert.modeling import additive_mask
-from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error
+from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error, relative_error
 
 SENTENCES = {
     "placement": "The adapter is not where the claimed placement puts it (after dense + dropout, before the "
@@ -180,6 +180,13 @@ def layer_past(ref, case):
         return ref.model.embeddings.prepare(ids, types, positions)[2]
 
 
+def real_only(h, real):
+    """h with what is not finite at padded positions zeroed: a correct model never reads them (their keys are
+    masked), but a NaN left there would spread through 0 * NaN in attention. Finite values stay, for the mask
+    variants, which do read them."""
+    return np.where(real[..., None] | np.isfinite(h), h, 0.0)
+
+
 def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list:
     """[(error, variant)] for encoder layer i fed the candidate's hidden state i, best first.
 
@@ -187,8 +194,7 @@ def fit_layer(ref, case, i: int, candidates: list, tol: float, first=()) -> list
     reproduces one layer usually reproduces the next, and each variant costs a layer's forward pass)."""
     layer = ref.model.encoder.layer[i]
     real = case.attention_mask.astype(bool)
-    h = case.hidden_states[i]
-    x = Tensor(np.where(real[..., None] | np.isfinite(h), h, 0.0).astype(np.float64))  # as judge.real_only
+    x = Tensor(real_only(case.hidden_states[i], real).astype(np.float64))
     slots, modules = layer_slots(ref, i)
     past = layer_past(ref, case)
     supplier = ref.model.embeddings.adapters[ref.name] if past is not None else None  # the module behind the past
@@ -269,7 +275,7 @@ def explain_merge(ref, case, merge: dict, tol: float) -> list:
         got_b = None if bias is None else case.merged.get(f"{path}.bias", case.params[f"{path}.bias"])
 
         def close(a, b):
-            return a is None or float(np.abs(a.astype(np.float64) - b).max() / max(1.0, float(np.abs(b).max()))) <= tol
+            return a is None or relative_error(a, b) <= tol
 
         match = next((text for text, (w, b) in kind.merge_variants(ref.config, slot.adapters[ref.name], weight, bias)
                       if close(got_w, w) and close(got_b, b)), None)

@@ -45,8 +45,8 @@ from minibert_adapters.crosscheck.case import (
     parse_bert_config,
     read_case,
 )
-from minibert_adapters.crosscheck.diagnosis import diagnose, layer_past
-from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error, tolerance_for
+from minibert_adapters.crosscheck.diagnosis import diagnose, layer_past, real_only
+from minibert_adapters.crosscheck.tolerances import TOLERANCES, hidden_error, relative_error, tolerance_for
 from minibert_adapters.facts.init_stats import judge_modules
 
 
@@ -168,13 +168,6 @@ def run_reference(ref: Reference, case: Case):
     loss.backward()
     grads = {k: (None if p.grad is None else p.grad.copy()) for k, p in model.named_parameters()}
     return [h.data.copy() for h in out.hidden_states], grads
-
-
-def real_only(h, real):
-    """h with what is not finite at padded positions zeroed: a correct model never reads them (their keys are
-    masked), but a NaN left there would spread through 0 * NaN in attention. Finite values stay, for the
-    diagnosis's mask variants, which do read them."""
-    return np.where(real[..., None] | np.isfinite(h), h, 0.0)
 
 
 def local_errors(ref: Reference, case: Case) -> list:
@@ -312,7 +305,7 @@ def judge_merge(ref: Reference, case: Case, tol) -> dict:
     for name in sorted(set(expected) | set(case.merged)):
         want = expected[name][0] if name in expected else case.params[name]
         got = case.merged.get(name, case.params[name])
-        err = float(np.abs(got.astype(np.float64) - want).max() / max(1.0, float(np.abs(want).max())))
+        err = relative_error(got, want)
         rows.append({"name": name, "adapted": name in expected, "given": name in case.merged, "error": err,
                      "claimed": err <= tol.hidden})
     model, real = ref.model, case.attention_mask.astype(bool)

@@ -63,5 +63,10 @@ def tolerance_for(dtype) -> Tolerance:
 
 def hidden_error(h, ref, real) -> float:
     """max |h - ref| / max(1, max |ref|) over the real tokens (the tolerance table's measure)."""
-    h, ref = np.asarray(h, dtype=np.float64)[real], np.asarray(ref, dtype=np.float64)[real]
-    return float(np.abs(h - ref).max() / max(1.0, float(np.abs(ref).max())))
+    return relative_error(np.asarray(h, dtype=np.float64)[real], np.asarray(ref, dtype=np.float64)[real])
+
+
+def relative_error(a, ref) -> float:
+    """max |a - ref| / max(1, max |ref|): the hidden-state measure, for any two arrays (merged weights too)."""
+    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    return float(np.abs(a - ref).max() / max(1.0, float(np.abs(ref).max())))
