@@ -104,3 +104,12 @@ def test_adapter_tensors_absent_from_a_layer_are_missing_modules():
     assert report["diagnosis"] == ["missing-modules"], report["explanations"]
     assert report["counts"]["missing_modules"] == ["encoder.layer.1.attention.output", "encoder.layer.1.output"]
     assert report["counts"]["modules_per_layer"] == [2, 0]
+
+
+def test_a_wrong_backward_is_located_at_the_stage_where_the_gradients_part():
+    """The FFN adapters' f' drops a term: walking back from the loss, the last layer's FFN adapter is the first
+    place that differs, and in it W_up's gradients agree while W_down's do not."""
+    report = crosscheck(zoo.build("backward", np.float64))
+    (sentence,) = [e["sentence"] for e in report["explanations"]]
+    assert "first differ in encoder.layer.1.output:" in sentence
+    assert "the up gradients agree and the down ones do not" in sentence and "f'" in sentence
